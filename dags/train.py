@@ -1,0 +1,130 @@
+"""
+### Train: `<model>__train`
+
+Nightly (the spec's `schedules.train`) and on demand: trains a candidate on the validated batches of the
+training window ending the day before the run's data interval ends, evaluates it and the serving champion on
+the same held-out rows (overall and per slice), applies the promotion gate and registers the candidate in the
+MLflow registry with its lineage tags.
+
+* first model to pass the gate: alias `champion`; a later one: alias `challenger` (the deploy DAG canaries it).
+* a rejected candidate is registered too, tagged `lifecycle.status=rejected` with the gate's reason.
+* nothing new since the last training (same validated batches): the run skips, unless `force` is set.
+
+**Params** (Trigger DAG w/ config): `reason`, `epochs` (override), `force`, `as_of` (last day of the window),
+`overrides` (other `training` fields, e.g. `{"learning_rate": 0.001}`).
+
+Idempotent per run: clearing a task reuses the MLflow run and the registered version; a retried training task
+resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from lifecycle_airflow.dagkit import challenger_asset, default_args, load_specs, schedule, start_date
+from lifecycle_airflow.operators import TorchTrainOperator
+
+
+def build_train(spec):
+    asset = challenger_asset(spec)
+    uses_gpu_pool = spec.training.gpu_pool is not None and spec.training.device != "cpu"
+
+    @dag(
+        dag_id=f"{spec.name}__train",
+        description=f"Train, evaluate, gate and register {spec.name}",
+        doc_md=__doc__,
+        schedule=schedule(spec.schedules.train),
+        start_date=start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        render_template_as_native_obj=True,
+        default_args=default_args(spec),
+        tags=["lifecycle", "train", spec.name, *spec.tags],
+        params={
+            "reason": Param("scheduled retrain", type="string", description="Why this run trains (recorded)"),
+            "epochs": Param(None, type=["null", "integer"], minimum=1, description="Override training.epochs"),
+            "force": Param(False, type="boolean", description="Train even if no new validated batch arrived"),
+            "as_of": Param(None, type=["null", "string"], format="date",
+                           description="Last day of the training window (default: the day before the run)"),
+            "overrides": Param({}, type="object", description="Other training fields to override"),
+        },
+    )
+    def train_dag():
+        @task.short_circuit
+        def plan(**context: Any) -> dict[str, Any] | bool:
+            """Decide the window; skip when the last training already used exactly these batches."""
+            from lifecycle.ledger import Ledger
+            from lifecycle.trainflow import effective_training, training_window
+
+            params = context["params"]
+            effective_training(spec, params.get("epochs"), params.get("overrides"))  # refuse bad overrides early
+            end = (dt.date.fromisoformat(params["as_of"]) if params.get("as_of")
+                   else (context["data_interval_end"] - dt.timedelta(days=1)).date())
+            window = training_window(spec, end)
+            last = Ledger().last(spec.name, "trained")
+            if (last and not params.get("force") and last.run_id != context["run_id"]
+                    and last.details.get("batches") == window.days):
+                print(f"plan: skip: v{last.version} was already trained on the same {len(window.days)} "
+                      f"validated batches ({window.start}..{window.end}); trigger with force=true to retrain")
+                return False
+            print(f"plan: train on {len(window.days)} validated batches {window.days[0]}..{window.days[-1]}"
+                  + (f"; excluded quarantined days {window.quarantined}" if window.quarantined else ""))
+            return {"window_end": window.end, "days": window.days}
+
+        train = TorchTrainOperator(
+            task_id="train",
+            model=spec.name,
+            window_end="{{ ti.xcom_pull(task_ids='plan')['window_end'] }}",
+            epochs="{{ params.epochs }}",
+            overrides="{{ params.overrides }}",
+            reason="{{ params.reason }}",
+            pool=spec.training.gpu_pool if uses_gpu_pool else "default_pool",
+            retries=2,
+        )
+
+        @task
+        def evaluate(trained: dict[str, Any]) -> dict[str, Any]:
+            """Score candidate and champion on the same held-out rows, overall and per slice."""
+            from lifecycle.trainflow import evaluate_candidate
+
+            return evaluate_candidate(spec, trained)
+
+        @task
+        def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
+            """The promotion gate: a pure function of the metrics and the spec's thresholds."""
+            from lifecycle.trainflow import gate_candidate
+
+            return gate_candidate(spec, evaluation)
+
+        @task
+        def register(trained: dict[str, Any], evaluation: dict[str, Any], decision: dict[str, Any],
+                     **context: Any) -> dict[str, Any]:
+            """Register the version with lineage and gate tags; set champion/challenger aliases."""
+            from lifecycle.trainflow import register_candidate
+
+            result = register_candidate(spec, trained, evaluation, decision, context["run_id"])
+            print(f"register: {spec.model_name} v{result['version']} -> {result['status']}: {result['reason']}")
+            return result
+
+        @task.short_circuit
+        def is_challenger(result: dict[str, Any]) -> bool:
+            return result["status"] == "challenger"
+
+        @task(outlets=[asset])
+        def announce_challenger(result: dict[str, Any], **context: Any) -> None:
+            """Update the challenger asset: the deploy DAG starts its canary from it."""
+            context["outlet_events"][asset].extra = {"version": result["version"]}
+
+        trained = train.output
+        plan() >> train
+        evaluation = evaluate(trained)
+        result = register(trained, evaluation, gate(evaluation))
+        is_challenger(result) >> announce_challenger(result)
+
+    return train_dag()
+
+
+for _spec in load_specs():
+    globals()[f"{_spec.name}__train"] = build_train(_spec)

@@ -1,0 +1,99 @@
+"""A small client of Airflow 3's public REST API (``/api/v2``): what the demo and tests need, as a real
+client would do it: unpause, trigger with a data interval and conf, wait, read task states and logs."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+TERMINAL = {"success", "failed"}
+
+
+class AirflowAPIError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunResult:
+    dag_id: str
+    run_id: str
+    state: str
+    tasks: dict[str, str]
+    seconds: float
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class AirflowClient:
+    def __init__(self, base_url: str, username: str = "admin", password: str = "admin", timeout: float = 30) -> None:
+        self.base = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base, timeout=timeout)
+        self._login(username, password)
+
+    def _login(self, username: str, password: str) -> None:
+        # With SimpleAuthManager all-admins (the embedded default) any credentials get a token.
+        resp = self.http.post("/auth/token", json={"username": username, "password": password})
+        if resp.status_code >= 400:
+            resp = self.http.get("/auth/token")
+        if resp.status_code < 400:
+            self.http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+
+    def _req(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.http.request(method, f"/api/v2{path}", **kw)
+        if resp.status_code >= 400:
+            raise AirflowAPIError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> None:
+        """Wait until the DAG processor has parsed every DAG (and report import errors if it never does)."""
+        deadline = time.monotonic() + timeout
+        missing = list(dag_ids)
+        while time.monotonic() < deadline:
+            missing = [d for d in dag_ids if self.http.get(f"/api/v2/dags/{d}").status_code != 200]
+            if not missing:
+                return
+            time.sleep(2)
+        errors = self._req("GET", "/importErrors").get("import_errors", [])
+        raise AirflowAPIError(f"DAGs never appeared: {missing}; import errors: "
+                              f"{[e.get('stack_trace', '')[-500:] for e in errors]}")
+
+    def unpause(self, dag_id: str) -> None:
+        self._req("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, *, run_id: str, interval: tuple[dt.datetime, dt.datetime] | None = None,
+                conf: dict[str, Any] | None = None, note: str | None = None) -> str:
+        body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        if interval:
+            body.update(logical_date=_iso(interval[0]), data_interval_start=_iso(interval[0]),
+                        data_interval_end=_iso(interval[1]))
+        if note:
+            body["note"] = note
+        return self._req("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        tis = self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {t["task_id"]: t["state"] for t in tis}
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        resp = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                             params={"full_content": "true"}, headers={"Accept": "text/plain"})
+        return resp.text
+
+    def wait(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 2.0) -> RunResult:
+        start = time.monotonic()
+        while True:
+            state = self.run_state(dag_id, run_id)
+            if state in TERMINAL:
+                return RunResult(dag_id, run_id, state, self.task_states(dag_id, run_id), time.monotonic() - start)
+            if time.monotonic() - start > timeout:
+                raise AirflowAPIError(f"{dag_id} run {run_id} still {state} after {timeout:.0f}s: "
+                                      f"{self.task_states(dag_id, run_id)}")
+            time.sleep(poll)

@@ -1,0 +1,80 @@
+"""The environment every Airflow process of the embedded default runs with (demo, `make up`, tests).
+
+Kept in one place so the scheduler, the API server, task processes and tests agree on folders, executor,
+secrets and connections. No Airflow import here: this only builds a dict of environment variables.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from lifecycle.paths import PROJECT_ROOT, StatePaths
+
+
+def _secret(paths: StatePaths, name: str) -> str:
+    """A per-state-folder random secret, created once (never in the repo)."""
+    path = paths.root / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts_url: str | None = None,
+                parallelism: int = 4) -> dict[str, str]:
+    """Environment variables for Airflow on SQLite + LocalExecutor with this project's DAGs and plugins."""
+    paths = paths or StatePaths.current()
+    home = paths.airflow_home
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "LIFECYCLE_HOME": str(paths.root),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "GX_ANALYTICS_ENABLED": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(paths, "jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY": _secret(paths, "api_secret_key"),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Heavy libraries the scheduler pre-imports so that forked task processes start warm
+        # (see airflow_config/airflow_local_settings.py and bench/orchestration.py).
+        "LIFECYCLE_PRELOAD": os.environ.get("LIFECYCLE_PRELOAD", "default"),
+    }
+    if os.environ.get("LIFECYCLE_TRACKING_URI"):
+        env["LIFECYCLE_TRACKING_URI"] = os.environ["LIFECYCLE_TRACKING_URI"]
+    if alerts_url:
+        host_port = alerts_url.split("://", 1)[1].split("/", 1)[0]
+        host, _, port = host_port.partition(":")
+        env["AIRFLOW_CONN_LIFECYCLE_ALERTS"] = json.dumps(
+            {"conn_type": "http", "host": host, "port": int(port or 80),
+             "extra": {"endpoint": "/" + alerts_url.split("://", 1)[1].partition("/")[2]}})
+    return env
+
+
+def local_settings_source() -> Path:
+    return PROJECT_ROOT / "airflow_config" / "airflow_local_settings.py"
+
+
+def prepare_home(paths: StatePaths | None = None) -> Path:
+    """Create the Airflow home and link the project's local settings into its ``config/`` folder."""
+    paths = paths or StatePaths.current()
+    config = paths.airflow_home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    link = config / "airflow_local_settings.py"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(local_settings_source())
+    return paths.airflow_home

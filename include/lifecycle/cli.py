@@ -1,0 +1,119 @@
+"""``lifecycle``: the core without Airflow (and the service commands behind ``make up`` / ``make down``).
+
+    lifecycle up | down | status              services of the embedded default
+    lifecycle specs                           validate every model spec
+    lifecycle land MODEL DAY [--scenario S]   generate a day's batch into the landing zone
+    lifecycle validate MODEL DAY              run the data gate on a landed batch
+    lifecycle train MODEL END_DAY [--epochs N] [--run-id ID]
+                                              train, evaluate, gate and register in-process
+    lifecycle ledger [--model M] [--json]     print the ledger
+    lifecycle report MODEL                    write the HTML lifecycle report
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lifecycle", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start Airflow and the alert receiver and leave them running")
+    up.add_argument("--port", type=int, default=None, help="Airflow API server port (default $AIRFLOW_PORT or 8080)")
+    sub.add_parser("down", help="stop every process the project started")
+    sub.add_parser("status", help="list running services")
+    sub.add_parser("specs", help="validate every spec in include/models")
+    p = sub.add_parser("land", help="generate a day's batch into the landing zone")
+    p.add_argument("model")
+    p.add_argument("day", type=_date)
+    p.add_argument("--scenario", default="stable")
+    p = sub.add_parser("validate", help="run the data gate on a landed batch")
+    p.add_argument("model")
+    p.add_argument("day", type=_date)
+    p = sub.add_parser("train", help="train, evaluate, gate and register in-process")
+    p.add_argument("model")
+    p.add_argument("end_day", type=_date)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--run-id", default=None)
+    p = sub.add_parser("ledger", help="print the lifecycle ledger")
+    p.add_argument("--model")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("report", help="write the HTML lifecycle report")
+    p.add_argument("model")
+    args = parser.parse_args(argv)
+
+    from lifecycle.paths import StatePaths
+    from lifecycle.spec import SpecError, get_spec, load_specs
+
+    paths = StatePaths.current()
+    try:
+        if args.cmd == "up":
+            from lifecycle.stack import start_stack
+
+            stack = start_stack(paths, api_port=args.port)
+            print(f"Airflow UI: {stack.airflow_url}\nalert receiver: {stack.alerts_url}\n"
+                  f"MLflow UI: mlflow ui --backend-store-uri {paths.tracking_uri}\nstop with: make down")
+        elif args.cmd == "down":
+            from lifecycle.services import stop_all
+
+            stopped = stop_all(paths)
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.cmd == "status":
+            from lifecycle.services import running
+
+            print("\n".join(running(paths)) or "nothing running")
+        elif args.cmd == "specs":
+            for spec in load_specs():
+                print(f"ok: {spec.name} ({len(spec.data.features)} features, gate {dict(spec.gate.thresholds)})")
+        elif args.cmd == "land":
+            from lifecycle.datagen import Scenario, land_batch
+
+            print(land_batch(get_spec(args.model), args.day, Scenario.parse(args.scenario), paths))
+        elif args.cmd == "validate":
+            from lifecycle.validation import gate_batch
+
+            outcome = gate_batch(get_spec(args.model), args.day, paths=paths)
+            print(("validated: " if outcome.passed else "QUARANTINED: ") + outcome.reason)
+            print(f"report: {outcome.report_path}")
+            return 0 if outcome.passed else 3
+        elif args.cmd == "train":
+            from lifecycle import trainflow as tf
+
+            spec = get_spec(args.model)
+            run_id = args.run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+            trained = tf.train_candidate(spec, args.end_day, run_id, epochs=args.epochs, reason="cli", paths=paths)
+            evaluation = tf.evaluate_candidate(spec, trained, paths)
+            decision = tf.gate_candidate(spec, evaluation)
+            result = tf.register_candidate(spec, trained, evaluation, decision, run_id, paths)
+            print(f"{result['model']} v{result['version']}: {result['status']}: {result['reason']}")
+        elif args.cmd == "ledger":
+            from lifecycle.ledger import Ledger
+
+            events = Ledger(paths.ledger_db).events(args.model)
+            for e in events:
+                print(json.dumps(e.public()) if args.json else
+                      f"{e.at}  {e.model}  v{e.version or '-'}  {e.event:<18} {e.reason}")
+        elif args.cmd == "report":
+            from lifecycle.demo import build_report
+
+            print(build_report(get_spec(args.model), paths, {}))
+    except SpecError as err:
+        print(f"spec error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The lifecycle ledger: an append-only table of every transition a model goes through.
+
+SQLite here (WAL, so the gateway, tasks and the demo can read while one writes). Rows cannot be updated or
+deleted: triggers refuse it. A writer may pass an idempotency ``key``: a rerun of the same task for the same
+data interval then records nothing new instead of a duplicate.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lifecycle.paths import StatePaths
+
+EVENTS = (
+    "batch_validated", "batch_quarantined", "trained", "gate_passed", "gate_rejected", "promoted",
+    "canary_step", "rolled_back", "drift_detected", "retrain_triggered", "alert_sent",
+    "retired", "archived", "restored",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    model    TEXT NOT NULL,
+    version  TEXT,
+    event    TEXT NOT NULL,
+    at       TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    details  TEXT NOT NULL DEFAULT '{}',
+    run_id   TEXT,
+    key      TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS events_model_event ON events (model, event, at);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the lifecycle ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the lifecycle ledger is append-only'); END;
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    model: str
+    version: str | None
+    event: str
+    at: str
+    reason: str
+    details: dict[str, Any]
+    run_id: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The summary.json shape: model, version, event, at (ISO 8601 UTC), reason."""
+        return {"model": self.model, "version": self.version, "event": self.event, "at": self.at,
+                "reason": self.reason}
+
+
+def utcnow_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a lifecycle SQLite DB with the settings every writer must share."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class Ledger:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or StatePaths.current().ledger_db
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self.path)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def record(self, model: str, event: str, reason: str, *, version: str | int | None = None,
+               details: dict[str, Any] | None = None, run_id: str | None = None,
+               key: str | None = None) -> bool:
+        """Append one event; return False when ``key`` was already recorded (an idempotent rerun)."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown ledger event {event!r}; known: {', '.join(EVENTS)}")
+        if not reason:
+            raise ValueError("a ledger event needs a reason")
+        with self._conn() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO events (model, version, event, at, reason, details, run_id, key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (model, None if version is None else str(version), event, utcnow_iso(), reason,
+                 json.dumps(details or {}, default=str, sort_keys=True), run_id, key),
+            )
+            return cur.rowcount == 1
+
+    def events(self, model: str | None = None, event: str | None = None,
+               version: str | int | None = None) -> list[Event]:
+        sql, args = "SELECT model, version, event, at, reason, details, run_id FROM events WHERE 1=1", []
+        for col, val in (("model", model), ("event", event), ("version", version)):
+            if val is not None:
+                sql += f" AND {col} = ?"
+                args.append(str(val))
+        with self._conn() as conn:
+            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [Event(m, v, e, a, r, json.loads(d), run) for m, v, e, a, r, d, run in rows]
+
+    def last(self, model: str, event: str) -> Event | None:
+        found = self.events(model, event)
+        return found[-1] if found else None
+
+
+def event_dicts(events: list[Event]) -> list[dict[str, Any]]:
+    return [asdict(e) for e in events]

@@ -1,0 +1,624 @@
+"""A self-contained HTML lifecycle report for one model: what happened to it, when, and why.
+
+Built from the ledger's events and the registry's versions, both passed in by the caller, so this module needs
+neither MLflow nor Airflow and can run anywhere the ledger can be read. The page is one HTML file with inline
+CSS and hand-made inline SVG plots (no scripts, fonts or stylesheets fetched from anywhere): it opens from disk,
+offline, and can be archived next to the model it describes.
+
+Every piece of text that comes from outside (reasons, tags, paths, model names) is HTML-escaped, and links are
+only made for ``http``, ``https`` and ``file`` URLs or plain paths, so a reason or a detail cannot inject markup.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+import os
+import tempfile
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifecycle.ledger import EVENTS, Event
+from lifecycle.paths import StatePaths
+
+__all__ = ["LANES", "VersionInfo", "default_report_path", "render_report", "write_report"]
+
+# Registry tags shown in the versions table (written by trainflow with the ``lifecycle.`` prefix).
+TAG_DATA_BATCHES = "lifecycle.data_batches"
+TAG_CODE_VERSION = "lifecycle.code_version"
+TAG_GATE_REASON = "lifecycle.gate_reason"
+KEY_METRICS = ("roc_auc", "log_loss", "calibration_error")
+CHAMPION = "champion"
+
+# One timeline lane per event family, top to bottom. Events not named here go to "monitoring" when they are
+# about drift, else to an "other" lane that is drawn only when such events exist.
+LANES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("data", frozenset({"batch_validated", "batch_quarantined"})),
+    ("training / gate", frozenset({"trained", "gate_passed", "gate_rejected"})),
+    ("deployment", frozenset({"promoted", "canary_step", "rolled_back"})),
+    ("monitoring", frozenset({"drift_detected", "retrain_triggered"})),
+    ("retirement", frozenset({"retired", "archived", "restored"})),
+    ("alerts", frozenset({"alert_sent"})),
+)
+OTHER_LANE = "other"
+
+GREEN, RED, ORANGE, GREY, GOLD, BLUE = "#2e9d4a", "#d23b3b", "#f08c1a", "#8a8f98", "#d9a400", "#3b6fd2"
+_GOOD = frozenset({"batch_validated", "gate_passed", "promoted"})
+_BAD = frozenset({"batch_quarantined", "gate_rejected", "rolled_back"})
+_DRIFT = frozenset({"drift_detected"})
+
+_SAFE_SCHEMES = frozenset({"http", "https", "file"})
+_SVG_W = 960  # viewBox width of every plot; the CSS scales it to the page width
+
+
+@dataclass
+class VersionInfo:
+    """One registered model version as the report shows it; the caller reads these from the registry."""
+
+    version: str
+    status: str
+    aliases: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def default_report_path(model: str, paths: StatePaths | None = None) -> Path:
+    """Where a model's report goes by default: ``<state>/reports/<model>/lifecycle.html``."""
+    return (paths or StatePaths.current()).reports / model / "lifecycle.html"
+
+
+# --------------------------------------------------------------------------------------------- small helpers
+
+
+def _e(value: Any) -> str:
+    """HTML-escape any value (quotes included, so the result is safe inside attributes too)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _parse_time(at: Any) -> dt.datetime | None:
+    """An event's ISO 8601 time as an aware UTC datetime; None when it cannot be read (the plots skip it)."""
+    if not isinstance(at, str) or not at.strip():
+        return None
+    text = at.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def _fmt_time(at: str) -> str:
+    """A compact, readable UTC time for tables; the raw string when it does not parse."""
+    parsed = _parse_time(at)
+    return parsed.strftime("%Y-%m-%d %H:%M:%SZ") if parsed else str(at)
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a metric or detail value, or None (bools, NaN, text and missing values)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _fmt_metric(value: Any) -> str:
+    number = _number(value)
+    return "n/a" if number is None else f"{number:.4f}"
+
+
+def _n(value: float) -> str:
+    """An SVG coordinate: one decimal is plenty at this size and keeps the markup short."""
+    return f"{value:.1f}"
+
+
+def _version_label(version: str | None) -> str:
+    return "" if version in (None, "") else f"v{version}"
+
+
+def _version_key(version: str) -> tuple[int, float, str]:
+    """Sort versions numerically when they are numbers (registry versions are), else by text."""
+    number = _number(version)
+    return (0, number, "") if number is not None else (1, 0.0, str(version))
+
+
+def _tooltip(event: Event) -> str:
+    """The marker tooltip: ``event vX: reason`` (``event: reason`` for events without a version)."""
+    label = _version_label(event.version)
+    head = f"{event.event} {label}" if label else event.event
+    return f"{head}: {event.reason}"
+
+
+def _details(event: Event) -> dict[str, Any]:
+    return event.details if isinstance(event.details, dict) else {}
+
+
+def lane_of(event: Event) -> str:
+    """The timeline lane (event family) an event is drawn in."""
+    for name, members in LANES:
+        if event.event in members:
+            return name
+    if "drift" in event.event or "drift_share" in _details(event):
+        return "monitoring"
+    return OTHER_LANE
+
+
+def outcome_colour(event: Event) -> str:
+    """Green for a good outcome, red for a refused or undone one, orange for drift, grey for the rest."""
+    if event.event in _GOOD:
+        return GREEN
+    if event.event in _BAD:
+        return RED
+    if event.event in _DRIFT:
+        return ORANGE
+    details = _details(event)
+    share, threshold = _number(details.get("drift_share")), _number(details.get("threshold"))
+    if share is not None and threshold is not None and share > threshold:
+        return ORANGE
+    return GREY
+
+
+def _href(target: Any, report_dir: Path | None) -> str | None:
+    """A link target for a report path or URL, or None when it should be shown as text only.
+
+    URLs are kept when their scheme is http(s) or file (no ``javascript:`` and friends). Absolute paths become
+    paths relative to the report's folder when that is known, so the report and its linked files can move
+    together; otherwise a ``file://`` URI. Relative paths are taken as relative to the report already.
+    """
+    if not isinstance(target, str) or not target.strip():
+        return None
+    target = target.strip()
+    scheme = urllib.parse.urlsplit(target).scheme.lower()
+    if len(scheme) > 1:  # one letter would be a Windows drive, not a scheme
+        return target if scheme in _SAFE_SCHEMES else None
+    path = Path(target)
+    if not path.is_absolute():
+        return urllib.parse.quote(path.as_posix())
+    if report_dir is not None:
+        try:
+            return urllib.parse.quote(Path(os.path.relpath(path, Path(report_dir).absolute())).as_posix())
+        except ValueError:  # another drive on Windows: no relative path exists
+            pass
+    return path.as_uri()
+
+
+def _link(label: str, target: Any, report_dir: Path | None) -> str:
+    """An escaped ``<a>`` for a safe target; an escaped ``<code>`` of the target when it is not linkable."""
+    href = _href(target, report_dir)
+    if href is None:
+        return f'<code title="{_e(target)}">{_e(label)}: {_e(target)}</code>' if target else ""
+    return f'<a href="{_e(href)}" title="{_e(target)}">{_e(label)}</a>'
+
+
+def _event_links(event: Event, report_dir: Path | None) -> list[str]:
+    """Links an event's details point to: its report(s) and, once archived, the archive."""
+    details = _details(event)
+    links: list[str] = []
+    reports = details.get("report")
+    for target in reports if isinstance(reports, list) else [reports]:
+        if target:
+            links.append(_link("report", target, report_dir))
+    if details.get("archive_uri"):
+        links.append(_link("archive", details["archive_uri"], report_dir))
+    return links
+
+
+def _detail_bits(event: Event) -> list[str]:
+    """Short, escaped facts from an event's details for the events table (what the reason may not say)."""
+    details = _details(event)
+    bits: list[str] = []
+    if details.get("day"):
+        bits.append(f"day {_e(details['day'])}")
+    if _number(details.get("rows")) is not None:
+        bits.append(f"{int(_number(details['rows']) or 0):,} rows")
+    batches = details.get("batches")
+    if isinstance(batches, list) and batches:
+        span = f"{batches[0]} … {batches[-1]}" if len(batches) > 1 else str(batches[0])
+        bits.append(f'<span title="{_e(", ".join(map(str, batches)))}">{len(batches)} batch{"es" if len(batches) > 1 else ""} ({_e(span)})</span>')
+    if details.get("mlflow_run_id"):
+        bits.append(f"run <code>{_e(details['mlflow_run_id'])}</code>")
+    checks = details.get("checks")
+    if isinstance(checks, list) and checks:
+        rows = [c for c in checks if isinstance(c, dict)]
+        failed = [c for c in rows if not c.get("passed")]
+        text = f"{len(rows) - len(failed)}/{len(rows)} checks passed"
+        if failed:
+            text += "; failed: " + ", ".join(f"{c.get('name', '?')} ({c.get('detail', '')})" for c in failed)
+        bits.append(_e(text))
+    weights = details.get("weights")
+    if isinstance(weights, dict) and weights:
+        bits.append(_e("weights " + ", ".join(f"v{k}: {w}%" for k, w in weights.items())))
+    if details.get("step") is not None and isinstance(weights, dict):
+        bits.append(f"step {_e(details['step'])}")
+    share = _number(details.get("drift_share"))
+    if share is not None:
+        threshold = _number(details.get("threshold"))
+        bits.append(_e(f"drift share {share:.3f}" + (f" (threshold {threshold:.3f})" if threshold is not None
+                                                      else "")))
+    if details.get("channel"):
+        bits.append(f"via {_e(details['channel'])}")
+    return bits
+
+
+# -------------------------------------------------------------------------------------------------- the plots
+
+
+class _TimeScale:
+    """Maps event times onto an x range; a zero-length span (one event) is widened so nothing divides by 0."""
+
+    def __init__(self, times: list[dt.datetime], x0: float, x1: float) -> None:
+        start, end = min(times), max(times)
+        span = (end - start).total_seconds()
+        pad = span * 0.04 if span > 0 else 1800.0  # one event: half an hour either side
+        self.start = start - dt.timedelta(seconds=pad)
+        self.end = end + dt.timedelta(seconds=pad)
+        self.seconds = (self.end - self.start).total_seconds()
+        self.x0, self.x1 = x0, x1
+
+    def x(self, when: dt.datetime) -> float:
+        return self.x0 + (when - self.start).total_seconds() / self.seconds * (self.x1 - self.x0)
+
+    def ticks(self, count: int = 6) -> list[tuple[float, str]]:
+        """Evenly spaced ticks, labelled as precisely as the span needs."""
+        fmt = "%Y-%m-%d" if self.seconds >= 3 * 86400 else "%m-%d %H:%M" if self.seconds >= 3600 else "%H:%M:%S"
+        out = []
+        for i in range(count):
+            when = self.start + dt.timedelta(seconds=self.seconds * i / (count - 1))
+            out.append((self.x(when), when.strftime(fmt)))
+        return out
+
+
+def _time_axis(scale: _TimeScale, y_top: float, y_axis: float) -> list[str]:
+    """Vertical grid lines and labels under a plot for a time scale."""
+    parts = [f'<line class="axis" x1="{_n(scale.x0)}" y1="{_n(y_axis)}" x2="{_n(scale.x1)}" y2="{_n(y_axis)}"/>']
+    ticks = scale.ticks()
+    for i, (x, label) in enumerate(ticks):
+        anchor = "end" if i == len(ticks) - 1 else "middle"  # the last label would run off the right edge
+        parts.append(f'<line class="grid" x1="{_n(x)}" y1="{_n(y_top)}" x2="{_n(x)}" y2="{_n(y_axis)}"/>')
+        parts.append(f'<text class="tick" x="{_n(x)}" y="{_n(y_axis + 16)}" text-anchor="{anchor}">'
+                     f"{_e(label)}</text>")
+    return parts
+
+
+def _timeline_svg(timed: list[tuple[dt.datetime, Event]], scale: _TimeScale) -> str:
+    """One lane per event family, one marker per event, coloured by outcome, with an ``event vX: reason`` tooltip."""
+    lanes = [name for name, _ in LANES]
+    if any(lane_of(e) == OTHER_LANE for _, e in timed):
+        lanes.append(OTHER_LANE)
+    top, lane_h = 14.0, 34.0
+    axis_y = top + lane_h * len(lanes)
+    height = axis_y + 30
+    parts = [f'<svg id="timeline" class="plot" viewBox="0 0 {_SVG_W} {_n(height)}" role="img" '
+             f'aria-label="Timeline of lifecycle events" xmlns="http://www.w3.org/2000/svg">']
+    for i, name in enumerate(lanes):
+        mid = top + lane_h * i + lane_h / 2
+        if i % 2 == 0:
+            parts.append(f'<rect class="lane" x="{_n(scale.x0)}" y="{_n(top + lane_h * i)}" '
+                         f'width="{_n(scale.x1 - scale.x0)}" height="{_n(lane_h)}"/>')
+        parts.append(f'<text class="lane-label" x="{_n(scale.x0 - 10)}" y="{_n(mid + 4)}" text-anchor="end">'
+                     f'{_e(name)}</text>')
+    parts += _time_axis(scale, top, axis_y)
+    stacked: Counter[tuple[str, int]] = Counter()  # markers at the same spot fan out vertically
+    for when, event in timed:
+        lane = lane_of(event)
+        x = scale.x(when)
+        nth = stacked[(lane, round(x / 4))]
+        stacked[(lane, round(x / 4))] += 1
+        offset = 0 if nth == 0 else (1 if nth % 2 else -1) * 5 * ((nth + 1) // 2)
+        y = top + lane_h * lanes.index(lane) + lane_h / 2 + max(-12, min(12, offset))
+        parts.append(f'<circle class="marker" data-event="{_e(event.event)}" cx="{_n(x)}" cy="{_n(y)}" r="5.5" '
+                     f'fill="{outcome_colour(event)}"><title>{_e(_tooltip(event))}</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend() -> str:
+    items = ((GREEN, "validated / passed / promoted"), (RED, "quarantined / rejected / rolled back"),
+             (ORANGE, "drift"), (GREY, "other"))
+    return '<p class="legend">' + "".join(
+        f'<span><i style="background:{c}"></i>{_e(label)}</span>' for c, label in items) + "</p>"
+
+
+def _auc_svg(versions: list[VersionInfo]) -> str | None:
+    """ROC AUC per version as bars joined by a line, the champion's bar in gold; None when no version has AUC."""
+    points = [(v, _number(v.metrics.get("roc_auc"))) for v in sorted(versions, key=lambda v: _version_key(v.version))]
+    points = [(v, auc) for v, auc in points if auc is not None]
+    if not points:
+        return None
+    aucs = [auc for _, auc in points]
+    lo = min(0.5, math.floor((min(aucs) - 0.05) * 10) / 10)
+    hi = max(1.0, math.ceil(max(aucs) * 10) / 10)
+    left, right, top, bottom, height = 70.0, _SVG_W - 20.0, 24.0, 210.0, 250
+    slot = (right - left) / len(points)
+    bar_w = min(56.0, slot * 0.6)
+
+    def y(value: float) -> float:
+        return bottom - (value - lo) / (hi - lo) * (bottom - top)
+
+    parts = [f'<svg id="auc-plot" class="plot" viewBox="0 0 {_SVG_W} {height}" role="img" '
+             f'aria-label="ROC AUC per model version" xmlns="http://www.w3.org/2000/svg">']
+    step = 0.1 if hi - lo <= 0.6 else 0.2
+    tick = lo
+    while tick <= hi + 1e-9:
+        parts.append(f'<line class="grid" x1="{_n(left)}" y1="{_n(y(tick))}" x2="{_n(right)}" y2="{_n(y(tick))}"/>')
+        parts.append(f'<text class="tick" x="{_n(left - 8)}" y="{_n(y(tick) + 4)}" text-anchor="end">'
+                     f'{tick:.1f}</text>')
+        tick = round(tick + step, 10)
+    parts.append(f'<text class="tick" x="14" y="{_n((top + bottom) / 2)}" '
+                 f'transform="rotate(-90 14 {_n((top + bottom) / 2)})" text-anchor="middle">ROC AUC</text>')
+    parts.append(f'<line class="axis" x1="{_n(left)}" y1="{_n(bottom)}" x2="{_n(right)}" y2="{_n(bottom)}"/>')
+    line: list[str] = []
+    for i, (version, auc) in enumerate(points):
+        cx = left + slot * (i + 0.5)
+        champion = CHAMPION in version.aliases
+        colour = GOLD if champion else BLUE
+        aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
+        css = "bar champion" if champion else "bar"
+        parts.append(f'<rect class="{css}" x="{_n(cx - bar_w / 2)}" y="{_n(y(auc))}" width="{_n(bar_w)}" '
+                     f'height="{_n(bottom - y(auc))}" fill="{colour}"><title>'
+                     f'{_e(f"v{version.version}{aliases}: roc_auc {auc:.4f}")}</title></rect>')
+        parts.append(f'<text class="value" x="{_n(cx)}" y="{_n(y(auc) - 6)}" text-anchor="middle">'
+                     f'{auc:.3f}{" ★" if champion else ""}</text>')
+        parts.append(f'<text class="tick" x="{_n(cx)}" y="{_n(bottom + 16)}" text-anchor="middle">'
+                     f'{_e(_version_label(version.version))}</text>')
+        if champion:
+            parts.append(f'<text class="tick champion-label" x="{_n(cx)}" y="{_n(bottom + 30)}" '
+                         f'text-anchor="middle">champion</text>')
+        line.append(f"{_n(cx)},{_n(y(auc))}")
+    if len(line) > 1:
+        parts.append(f'<polyline class="trend" points="{" ".join(line)}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _drift_points(timed: list[tuple[dt.datetime, Event]]) -> list[tuple[dt.datetime, float, float | None, Event]]:
+    """Every timed event that carries a numeric ``drift_share`` (whatever the event is called)."""
+    out = []
+    for when, event in timed:
+        share = _number(_details(event).get("drift_share"))
+        if share is not None:
+            out.append((when, share, _number(_details(event).get("threshold")), event))
+    return out
+
+
+def _drift_svg(timed: list[tuple[dt.datetime, Event]], scale: _TimeScale) -> str | None:
+    """Drift share over time against its threshold (a step line), promotions and rollbacks as vertical lines."""
+    points = _drift_points(timed)
+    if not points:
+        return None
+    values = [share for _, share, _, _ in points] + [t for _, _, t, _ in points if t is not None]
+    top_value = max([*values, 0.05]) * 1.1
+    step = next((s for s in (0.02, 0.05, 0.1, 0.2, 0.25, 0.5) if top_value / s <= 6), 10 ** math.ceil(
+        math.log10(top_value / 6)))
+    hi = math.ceil(top_value / step) * step
+    if max(values) <= 1.0:
+        hi = min(hi, 1.0)
+    y_ticks = round(hi / step)
+    top, bottom, height = 24.0, 200.0, 236
+
+    def y(value: float) -> float:
+        return bottom - value / hi * (bottom - top)
+
+    parts = [f'<svg id="drift-plot" class="plot" viewBox="0 0 {_SVG_W} {height}" role="img" '
+             f'aria-label="Drift share over time" xmlns="http://www.w3.org/2000/svg">']
+    for i in range(y_ticks + 1):
+        value = hi * i / y_ticks
+        parts.append(f'<line class="grid" x1="{_n(scale.x0)}" y1="{_n(y(value))}" x2="{_n(scale.x1)}" '
+                     f'y2="{_n(y(value))}"/>')
+        parts.append(f'<text class="tick" x="{_n(scale.x0 - 8)}" y="{_n(y(value) + 4)}" text-anchor="end">'
+                     f'{value:.2f}</text>')
+    label_x, mid = scale.x0 - 50, (top + bottom) / 2
+    parts.append(f'<text class="tick" x="{_n(label_x)}" y="{_n(mid)}" transform="rotate(-90 {_n(label_x)} '
+                 f'{_n(mid)})" text-anchor="middle">drift share</text>')
+    parts += _time_axis(scale, top, bottom)
+    for when, event in timed:
+        if event.event not in ("promoted", "rolled_back"):
+            continue
+        x = scale.x(when)
+        css, colour = ("promo-line", GREEN) if event.event == "promoted" else ("rollback-line", RED)
+        parts.append(f'<line class="{css}" x1="{_n(x)}" y1="{_n(top)}" x2="{_n(x)}" y2="{_n(bottom)}" '
+                     f'stroke="{colour}"><title>{_e(_tooltip(event))}</title></line>')
+        label = _version_label(event.version) or event.event
+        label += "" if event.event == "promoted" else " rolled back"
+        near_right = x > scale.x1 - 90
+        parts.append(f'<text class="tick" x="{_n(x - 3 if near_right else x + 3)}" y="{_n(top - 6)}" '
+                     f'text-anchor="{"end" if near_right else "start"}" style="fill:{colour}">{_e(label)}</text>')
+    thresholds = [(when, t) for when, _, t, _ in points if t is not None]
+    if thresholds:  # the threshold in force holds until the next reading changes it
+        xs = [scale.x0] + [scale.x(when) for when, _ in thresholds[1:]] + [scale.x1]
+        steps = []
+        for i, (_, t) in enumerate(thresholds):
+            steps += [f"{_n(xs[i])},{_n(y(t))}", f"{_n(xs[i + 1])},{_n(y(t))}"]
+        parts.append(f'<polyline class="threshold" points="{" ".join(steps)}"><title>threshold</title></polyline>')
+    if len(points) > 1:
+        line = " ".join(f"{_n(scale.x(when))},{_n(y(share))}" for when, share, _, _ in points)
+        parts.append(f'<polyline class="trend" points="{line}"/>')
+    for when, share, threshold, event in points:
+        over = threshold is not None and share > threshold
+        label = f"{_tooltip(event)} (drift share {share:.3f}"
+        label += f", threshold {threshold:.3f})" if threshold is not None else ")"
+        parts.append(f'<circle class="drift-point" cx="{_n(scale.x(when))}" cy="{_n(y(share))}" r="4.5" '
+                     f'fill="{ORANGE if over else GREEN}"><title>{_e(label)}</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------- the tables
+
+
+def _versions_table(versions: list[VersionInfo]) -> str:
+    if not versions:
+        return '<p class="empty">No registered versions.</p>'
+    head = ("version", "status", "aliases", *KEY_METRICS, "data batches", "code version", "gate reason")
+    rows = []
+    for v in sorted(versions, key=lambda v: _version_key(v.version), reverse=True):
+        tags = v.tags or {}
+        batches = [b for b in str(tags.get(TAG_DATA_BATCHES, "")).split(",") if b.strip()]
+        if len(batches) > 2:
+            batch_cell = (f'<span title="{_e(", ".join(batches))}">{len(batches)}: '
+                          f"{_e(batches[0])} … {_e(batches[-1])}</span>")
+        else:
+            batch_cell = _e(", ".join(batches))
+        reason = str(tags.get(TAG_GATE_REASON, ""))
+        reason_cell = (f"<details><summary>{_e(reason[:120])}…</summary>{_e(reason)}</details>"
+                       if len(reason) > 160 else _e(reason))
+        aliases = " ".join(f'<span class="alias{" champion" if a == CHAMPION else ""}">{_e(a)}</span>'
+                           for a in v.aliases)
+        metrics = "".join(f'<td class="num">{_fmt_metric(v.metrics.get(m)) if m in v.metrics else ""}</td>'
+                          for m in KEY_METRICS)
+        rows.append(f"<tr><td>{_e(_version_label(v.version))}</td><td>{_e(v.status)}</td><td>{aliases}</td>"
+                    f"{metrics}<td>{batch_cell}</td><td><code>{_e(tags.get(TAG_CODE_VERSION, ''))}</code></td>"
+                    f'<td class="reason">{reason_cell}</td></tr>')
+    return ("<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def _events_table(events: list[Event], report_dir: Path | None) -> str:
+    if not events:
+        return '<p class="empty">No events recorded yet.</p>'
+    rows = []
+    for event in events:
+        colour = outcome_colour(event)
+        links = " ".join(_event_links(event, report_dir))
+        bits = "; ".join(_detail_bits(event))
+        rows.append(f'<tr><td class="time">{_e(_fmt_time(event.at))}</td><td>{_e(_version_label(event.version))}'
+                    f'</td><td><i class="dot" style="background:{colour}"></i>{_e(event.event)}</td>'
+                    f'<td class="reason">{_e(event.reason)}</td><td class="details">{bits}</td>'
+                    f"<td>{links}</td></tr>")
+    return ("<table><thead><tr><th>time (UTC)</th><th>version</th><th>event</th><th>reason</th><th>details</th>"
+            "<th>links</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+_CSS = """
+:root{color-scheme:light}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d2330;
+background:#f6f7f9}
+main{max-width:1100px;margin:0 auto;padding:20px 24px 48px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#5b6270;margin:0 0 10px}
+.links a{margin-right:14px}
+.counts{display:flex;flex-wrap:wrap;gap:6px;margin:10px 0;padding:0}
+.counts li{list-style:none;background:#fff;border:1px solid #dde1e7;border-radius:12px;padding:2px 10px}
+.counts b{margin-left:4px}
+section{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:4px 16px 14px;margin-top:16px}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid #e6e9ee;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#f0f2f5;position:sticky;top:0}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.time{white-space:nowrap;font-variant-numeric:tabular-nums}
+td.reason{max-width:420px;white-space:pre-wrap;word-break:break-word}
+td.details{color:#4a5160;max-width:300px}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.alias{background:#e8eefc;border-radius:8px;padding:0 6px;margin-right:4px}
+.alias.champion{background:#fbefc4}
+.dot,.legend i{display:inline-block;width:9px;height:9px;border-radius:50%;margin-right:6px}
+.legend span{margin-right:16px;color:#4a5160}
+.empty{color:#6b7280;font-style:italic}
+svg.plot{width:100%;height:auto;display:block}
+svg .lane{fill:#f3f5f8}svg .lane-label{font-size:12px;fill:#3b4250}
+svg .grid{stroke:#e3e6eb;stroke-width:1}svg .axis{stroke:#9aa1ad;stroke-width:1}
+svg .tick{font-size:11px;fill:#5b6270}svg .value{font-size:11px;fill:#1d2330}
+svg .marker{stroke:#fff;stroke-width:1.5}
+svg .trend{fill:none;stroke:#4a5160;stroke-width:1.5;stroke-opacity:.6}
+svg .threshold{fill:none;stroke:#d23b3b;stroke-width:1.5;stroke-dasharray:6 4}
+svg .promo-line,svg .rollback-line{stroke-width:1.5;stroke-dasharray:3 3}
+"""
+
+
+# --------------------------------------------------------------------------------------------------- the page
+
+
+def render_report(model: str, events: list[Event], versions: list[VersionInfo], *, title: str | None = None,
+                  links: dict[str, str] | None = None, report_dir: Path | None = None,
+                  generated_at: dt.datetime | None = None) -> str:
+    """The lifecycle report of one model as a self-contained HTML page.
+
+    ``events`` are the model's ledger events (any order; shown by time), ``versions`` its registered versions.
+    ``links`` (label to URL, e.g. the Airflow and MLflow UIs) are listed at the top. ``report_dir`` is the
+    folder the page will be saved in: absolute report paths in event details are linked relative to it.
+    ``generated_at`` (default: now) is the time stamped in the header.
+    """
+    events = list(events)
+    versions = list(versions)
+    generated = (generated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    title = title or f"{model} — model lifecycle"
+
+    # Chronological; events whose time does not parse keep ledger order at the end (table only, not plotted).
+    parsed = [(_parse_time(e.at), i, e) for i, e in enumerate(events)]
+    parsed.sort(key=lambda p: (p[0] is None, p[0] or dt.datetime.min.replace(tzinfo=dt.UTC), p[1]))
+    ordered = [e for _, _, e in parsed]
+    timed = [(when, e) for when, _, e in parsed if when is not None]
+
+    counts = Counter(e.event for e in events)
+    kinds = [k for k in EVENTS if counts[k]] + sorted(k for k in counts if k not in EVENTS)
+    champions = [v for v in versions if CHAMPION in v.aliases]
+
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>",
+           f"<header><h1>{_e(title)}</h1>",
+           f'<p class="meta">Model <b>{_e(model)}</b> · generated {_e(generated.strftime("%Y-%m-%d %H:%M:%S"))} UTC'
+           f" · {len(events)} events · {len(versions)} versions"
+           + (f" · champion <b>{_e(_version_label(champions[0].version))}</b>" if champions else "") + "</p>"]
+    if links:
+        out.append('<nav class="links">' + "".join(_link(label, url, report_dir) for label, url in links.items())
+                   + "</nav>")
+    if kinds:
+        out.append('<ul class="counts">' + "".join(f"<li>{_e(k)}<b>{counts[k]}</b></li>" for k in kinds)
+                   + "</ul>")
+    out.append("</header>")
+
+    out.append("<section><h2>Versions</h2>" + _versions_table(versions) + "</section>")
+
+    out.append("<section><h2>Timeline</h2>")
+    if timed:
+        scale = _TimeScale([when for when, _ in timed], 130.0, _SVG_W - 20.0)
+        out.append(_timeline_svg(timed, scale) + _legend())
+    else:
+        scale = None
+        out.append('<p class="empty">No events recorded yet.</p>')
+    out.append("</section>")
+
+    auc = _auc_svg(versions)
+    if auc:
+        out.append("<section><h2>ROC AUC per version</h2>" + auc + "</section>")
+    drift = _drift_svg(timed, scale) if scale else None
+    if drift:
+        out.append("<section><h2>Drift share</h2>" + drift
+                   + '<p class="legend"><span>dashed red: drift threshold</span><span>dotted green: promotion'
+                     "</span><span>dotted red: rollback</span></p></section>")
+
+    out.append("<section><h2>Events</h2>" + _events_table(ordered, report_dir) + "</section>")
+    out.append("</main></body></html>\n")
+    return "\n".join(out)
+
+
+def write_report(model: str, events: list[Event], versions: list[VersionInfo], out: Path, **kw: Any) -> Path:
+    """Render the report and write it to ``out`` atomically (a temp file in the same folder, then a rename),
+    so a reader never sees half a page. Creates the parent folders; links are made relative to them unless
+    ``report_dir`` is given. Returns ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kw.setdefault("report_dir", out.parent)
+    page = render_report(model, events, versions, **kw)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(page)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is meant to be read
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

@@ -1,0 +1,145 @@
+"""Start and stop the processes of the embedded default (Airflow components, alert receiver, gateway).
+
+Each service runs in its own process group with a PID file under ``.lifecycle/run/``. Stopping walks the
+service's process tree and signals every process group in it: Airflow's API server starts children in
+groups of their own, so killing by name or by the parent's group alone would leave orphans.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lifecycle.paths import StatePaths
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(name: str, argv: list[str], env: dict[str, str], paths: StatePaths | None = None) -> int:
+    """Start ``argv`` detached in a new process group; log to ``run/<name>.log``; return the PID."""
+    paths = paths or StatePaths.current()
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = paths.run_dir / f"{name}.pid"
+    if pid_file.exists() and _alive(int(pid_file.read_text().split()[0])):
+        raise ServiceError(f"{name} is already running (pid {pid_file.read_text().split()[0]}); `make down` first")
+    full_env = {**os.environ, **env, "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = (paths.run_dir / f"{name}.log").open("ab")
+    proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=str(paths.root))
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # a zombie is not alive
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "Z":
+            return False
+    return True
+
+
+def _tree(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [pid] + [c.pid for c in root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop(name: str, paths: StatePaths | None = None, timeout: float = 20.0) -> bool:
+    """Stop a service and everything it started; return False if it was not running."""
+    paths = paths or StatePaths.current()
+    pid_file = paths.run_dir / f"{name}.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    pids = _tree(pid)
+    groups = set()
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(p))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for g in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(g, sig)
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.2)
+        if not any(_alive(p) for p in pids):
+            break
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def running(paths: StatePaths | None = None) -> list[str]:
+    paths = paths or StatePaths.current()
+    if not paths.run_dir.exists():
+        return []
+    return sorted(p.stem for p in paths.run_dir.glob("*.pid") if _alive(int(p.read_text().split()[0])))
+
+
+def stop_all(paths: StatePaths | None = None) -> list[str]:
+    paths = paths or StatePaths.current()
+    if not paths.run_dir.exists():
+        return []
+    stopped = []
+    # Airflow's scheduler first, so it does not start new task processes while the rest goes down.
+    names = sorted((p.stem for p in paths.run_dir.glob("*.pid")), key=lambda n: (n != "airflow-scheduler", n))
+    for name in names:
+        if stop(name, paths):
+            stopped.append(name)
+    return stopped
+
+
+def wait_http(url: str, timeout: float = 120.0, what: str = "service", log: Path | None = None) -> None:
+    """Wait until ``url`` answers below 500; raise with the tail of the service log if it never does."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=3).status_code < 500:
+                return
+        except httpx.HTTPError as err:
+            last = type(err).__name__
+        time.sleep(1)
+    tail = ""
+    if log and log.exists():
+        tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+    raise ServiceError(f"{what} did not answer at {url} within {timeout:.0f}s ({last}){tail}")

@@ -1,0 +1,256 @@
+"""Model specs: one YAML file per model under ``include/models/``, validated by a typed schema.
+
+A spec says everything the lifecycle needs to know about a model: its data and schema, the extra data
+expectations, the training config, the promotion gate, the slices to check, the schedules and where alerts go.
+Adding a model is adding a file; the DAG factories make one set of DAGs per spec.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lifecycle.paths import specs_dir
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
+METRICS = ("roc_auc", "f1", "precision", "recall", "log_loss", "calibration_error", "accuracy")
+#: Metrics where lower is better; the gate flips its comparisons for these.
+LOWER_IS_BETTER = frozenset({"log_loss", "calibration_error"})
+Metric = Literal["roc_auc", "f1", "precision", "recall", "log_loss", "calibration_error", "accuracy"]
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be used; the message names the file, the field and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    """One input column and what a valid value looks like."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    kind: Literal["numeric", "integer", "categorical"]
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    #: Largest share of missing values a valid batch may have in this column (0 = never missing).
+    max_missing: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Feature:
+        if self.kind == "categorical":
+            if not self.categories:
+                raise ValueError(f"categorical feature {self.name!r} needs a non-empty 'categories' list")
+            if self.min is not None or self.max is not None:
+                raise ValueError(f"categorical feature {self.name!r} cannot have 'min'/'max'")
+        elif self.categories is not None:
+            raise ValueError(f"{self.kind} feature {self.name!r} cannot have 'categories'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min {self.min} > max {self.max}")
+        return self
+
+
+class GeneratorConfig(_Strict):
+    """Knobs of the synthetic batch generator (demo and tests); production specs read real batches."""
+
+    kind: Literal["credit_default"] = "credit_default"
+    seed: int = 7
+    rows_per_day: Annotated[int, Field(gt=0)] = 4000
+
+
+class DataSpec(_Strict):
+    id_column: str
+    target: str
+    features: Annotated[list[Feature], Field(min_length=1)]
+    generator: GeneratorConfig | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DataSpec:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate feature names: {dupes}")
+        for col in (self.id_column, self.target):
+            if col in names:
+                raise ValueError(f"{col!r} is the id or target column and cannot also be a feature")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+class Expectation(_Strict):
+    """An extra GX expectation, by its snake_case class name, e.g. ``expect_column_mean_to_be_between``."""
+
+    expectation: Annotated[str, Field(pattern=r"^expect_[a-z0-9_]+$")]
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Strict):
+    window_days: Annotated[int, Field(gt=0)] = 7
+    min_rows: Annotated[int, Field(gt=0)] = 500
+    epochs: Annotated[int, Field(gt=0, le=1000)] = 30
+    batch_size: Annotated[int, Field(gt=0)] = 256
+    learning_rate: Annotated[float, Field(gt=0)] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    hidden_units: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)] = [64, 32]
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    patience: Annotated[int, Field(gt=0)] = 4
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: Airflow pool the training task runs in when it may use a GPU (one slot per GPU).
+    gpu_pool: str | None = "gpu"
+    #: Share of the window held out for evaluation (champion and candidate are scored on the same rows).
+    holdout_fraction: Annotated[float, Field(gt=0, lt=0.9)] = 0.2
+    #: Share of the remaining rows used for early stopping.
+    validation_fraction: Annotated[float, Field(gt=0, lt=0.9)] = 0.15
+    #: Processes per node (``torchrun --nproc-per-node``); 1 trains in the task process.
+    processes: Annotated[int, Field(gt=0)] = 1
+
+
+class Slice(_Strict):
+    """A data slice the gate checks: one slice per category value, or per numeric bin."""
+
+    name: str
+    column: str
+    bins: list[float] | None = None
+
+    @field_validator("bins")
+    @classmethod
+    def _sorted(cls, bins: list[float] | None) -> list[float] | None:
+        if bins is not None and (len(bins) < 2 or sorted(bins) != bins):
+            raise ValueError("bins must be at least two increasing edges")
+        return bins
+
+
+class GatePolicy(_Strict):
+    """Promotion thresholds. A candidate passes when every check holds."""
+
+    #: Absolute floors (for lower-is-better metrics: ceilings), e.g. ``roc_auc: 0.7``, ``log_loss: 0.45``.
+    thresholds: dict[Metric, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
+    #: Largest allowed regression against the champion on the same held-out rows.
+    max_regression: dict[Metric, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"roc_auc": 0.005}
+    )
+    #: Floors every slice with enough rows must meet.
+    slice_thresholds: dict[Metric, float] = Field(default_factory=dict)
+    min_slice_rows: Annotated[int, Field(gt=0)] = 100
+
+
+class Schedules(_Strict):
+    """Cron expressions (or Airflow presets) for each lifecycle DAG."""
+
+    data_gate: str = "@daily"
+    train: str = "0 2 * * *"
+    #: First data interval the DAGs know about (backfills can reach back to it).
+    start_date: dt.date = dt.date(2026, 1, 1)
+
+
+class AlertConfig(_Strict):
+    #: Airflow connection of the ops webhook (an ``http`` connection); missing connection = log only.
+    webhook_conn_id: str = "lifecycle_alerts"
+    #: Optional second channel: an ``smtp`` connection id and recipients.
+    smtp_conn_id: str | None = None
+    email_to: list[str] = Field(default_factory=list)
+
+
+class ModelSpec(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str
+    owner: str = "ml-platform"
+    #: Registered model name in MLflow; defaults to ``name``.
+    registered_model: str | None = None
+    data: DataSpec
+    expectations: list[Expectation] = Field(default_factory=list)
+    training: TrainingConfig = TrainingConfig()
+    gate: GatePolicy = GatePolicy()
+    slices: list[Slice] = Field(default_factory=list)
+    schedules: Schedules = Schedules()
+    alerts: AlertConfig = AlertConfig()
+    tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _slices_name_columns(self) -> ModelSpec:
+        names = set(self.data.feature_names)
+        for s in self.slices:
+            if s.column not in names:
+                raise ValueError(f"slice {s.name!r} uses column {s.column!r}, which is not a feature")
+            kind = self.data.feature(s.column).kind
+            if kind == "categorical" and s.bins is not None:
+                raise ValueError(f"slice {s.name!r}: categorical column {s.column!r} takes no bins")
+            if kind != "categorical" and s.bins is None:
+                raise ValueError(f"slice {s.name!r}: numeric column {s.column!r} needs bins")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.registered_model or self.name
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; extra fields are refused)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"{path}: {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read and validate one spec; raise :class:`SpecError` naming the file, the field and the problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read spec: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec must be a mapping at the top level, got {type(raw).__name__}")
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(_describe(err, path)) from None
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: name: {spec.name!r} must match the file name {path.stem!r}")
+    return spec
+
+
+def spec_files(folder: str | Path | None = None) -> list[Path]:
+    folder = Path(folder) if folder else specs_dir()
+    return sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def load_specs(folder: str | Path | None = None) -> list[ModelSpec]:
+    """Every spec in the folder, sorted by name; the first invalid file raises."""
+    return [load_spec(p) for p in spec_files(folder)]
+
+
+def get_spec(name: str, folder: str | Path | None = None) -> ModelSpec:
+    if not re.match(NAME_PATTERN, name):
+        raise SpecError(f"invalid model name {name!r}")
+    folder = Path(folder) if folder else specs_dir()
+    path = folder / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(p.stem for p in spec_files(folder)) or "none"
+        raise SpecError(f"no spec for model {name!r} in {folder} (known: {known})")
+    return load_spec(path)

@@ -1,0 +1,110 @@
+"""The embedded default as running services: Airflow (API server, scheduler, DAG processor, triggerer) on
+SQLite + LocalExecutor, the alert receiver, and the settings from ``airflow_settings.yaml``."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from lifecycle import services
+from lifecycle.airflow_env import airflow_env, prepare_home
+from lifecycle.paths import PROJECT_ROOT, StatePaths
+
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+@dataclass
+class Stack:
+    airflow_url: str
+    alerts_url: str
+    env: dict[str, str]
+
+
+def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, **env, "PATH": f"{services.venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(services.venv_bin() / "airflow"), *args], env=full, capture_output=True, text=True)
+
+
+def migrate(env: dict[str, str]) -> None:
+    done = _airflow(env, "db", "migrate")
+    if done.returncode != 0:
+        raise services.ServiceError(f"airflow db migrate failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
+
+def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yaml") -> list[str]:
+    """Create or update the connections, pools and variables of an astro-format settings file via REST."""
+    data = (yaml.safe_load(settings.read_text()) or {}).get("airflow", {}) or {}
+    done = []
+    for pool in data.get("pools") or []:
+        body = {"name": pool["pool_name"], "slots": int(pool["pool_slot"]),
+                "description": pool.get("pool_description", "")}
+        if client.http.get(f"/api/v2/pools/{body['name']}").status_code == 200:
+            client._req("PATCH", f"/pools/{body['name']}", json=body)
+        else:
+            client._req("POST", "/pools", json=body)
+        done.append(f"pool {body['name']}={body['slots']}")
+    for conn in data.get("connections") or []:
+        import json
+
+        body = {"connection_id": conn["conn_id"], "conn_type": conn["conn_type"],
+                "host": conn.get("conn_host"), "port": conn.get("conn_port"), "login": conn.get("conn_login"),
+                "password": conn.get("conn_password"), "schema": conn.get("conn_schema"),
+                "extra": json.dumps(conn.get("conn_extra") or {}), "description": conn.get("conn_description")}
+        body = {k: v for k, v in body.items() if v is not None}
+        if client.http.get(f"/api/v2/connections/{body['connection_id']}").status_code == 200:
+            client._req("PATCH", f"/connections/{body['connection_id']}", json=body)
+        else:
+            client._req("POST", "/connections", json=body)
+        done.append(f"connection {body['connection_id']}")
+    for var in data.get("variables") or []:
+        body = {"key": var["variable_name"], "value": str(var["variable_value"])}
+        if client.http.get(f"/api/v2/variables/{body['key']}").status_code == 200:
+            client._req("PATCH", f"/variables/{body['key']}", json=body)
+        else:
+            client._req("POST", "/variables", json=body)
+        done.append(f"variable {body['key']}")
+    return done
+
+
+def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None, alerts_port: int = 8799,
+                log=print) -> Stack:
+    """Start every service of the embedded default and wait until Airflow answers; idempotent if running."""
+    from lifecycle.airflow_client import AirflowClient
+
+    paths = paths or StatePaths.current()
+    api_port = api_port or int(os.environ.get("AIRFLOW_PORT", "8080"))
+    already = services.running(paths)
+    env = airflow_env(paths, api_port=api_port)
+    airflow_url = f"http://127.0.0.1:{api_port}"
+    alerts_url = f"http://127.0.0.1:{alerts_port}/alerts"
+    if not already:
+        for port, what in ((api_port, "Airflow API server (AIRFLOW_PORT)"), (alerts_port, "alert receiver")):
+            if not services.port_free(port):
+                raise services.ServiceError(f"port {port} for the {what} is taken by another process; "
+                                            "stop it or pick another port")
+        prepare_home(paths)
+        log("stack: preparing the Airflow metadata DB (SQLite)")
+        migrate(env)
+        services.start("alert-receiver", [sys.executable, "-m", "lifecycle.alerts", "--out",
+                                          str(paths.root / "demo" / "alerts.jsonl"), "--port", str(alerts_port)],
+                       env, paths)
+        for component in AIRFLOW_COMPONENTS:
+            argv = ["airflow", component]
+            if component == "api-server":
+                argv += ["--port", str(api_port), "--host", "127.0.0.1", "--workers", "1"]
+            services.start(f"airflow-{component}", argv, env, paths)
+        log(f"stack: started Airflow ({', '.join(AIRFLOW_COMPONENTS)}) and the alert receiver; waiting for the API")
+    services.wait_http(f"{airflow_url}/api/v2/monitor/health", timeout=180, what="Airflow API server",
+                       log=paths.run_dir / "airflow-api-server.log")
+    client = AirflowClient(airflow_url)
+    for item in apply_settings(client):
+        log(f"stack: applied {item}")
+    return Stack(airflow_url, alerts_url, env)
+
+
+def stop_stack(paths: StatePaths | None = None) -> list[str]:
+    return services.stop_all(paths)

@@ -1,0 +1,316 @@
+"""The train path, as four typed steps the train DAG wires: train -> evaluate -> gate -> register.
+
+Each step takes and returns small JSON-able dicts (they travel as XCom), and each is idempotent for a given
+DAG run id: a rerun reuses the MLflow run and the registered version instead of making new ones, and a retried
+training task resumes from the last checkpoint of its run.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lifecycle.ledger import Ledger
+from lifecycle.paths import StatePaths
+from lifecycle.registry import (
+    CHALLENGER,
+    CHAMPION,
+    TAG,
+    Registry,
+    code_version,
+    configure_mlflow,
+    ensure_experiment,
+)
+from lifecycle.spec import ModelSpec, TrainingConfig
+from lifecycle.validation import validated_batches
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class EmptyWindowError(ValueError):
+    """No (or too little) validated data in the training window."""
+
+
+@dataclass
+class Window:
+    start: str
+    end: str
+    days: list[str]
+    batches: list[str]
+    quarantined: list[str]
+
+
+def training_window(spec: ModelSpec, end: dt.date, paths: StatePaths | None = None) -> Window:
+    """Validated batches of the ``window_days`` ending at ``end`` (inclusive). Quarantined days are excluded."""
+    paths = paths or StatePaths.current()
+    start = end - dt.timedelta(days=spec.training.window_days - 1)
+    batches = validated_batches(spec, start, end, paths)
+    qdir = paths.quarantine(spec.name)
+    quarantined = sorted(p.name for p in qdir.iterdir() if start.isoformat() <= p.name <= end.isoformat()) \
+        if qdir.exists() else []
+    days = [p.name.removesuffix(".parquet") for p in batches]
+    if not batches:
+        why = f" ({len(quarantined)} quarantined: {', '.join(quarantined)})" if quarantined else ""
+        raise EmptyWindowError(f"no validated batches for {spec.name} between {start} and {end}{why}: "
+                               "nothing to train on")
+    return Window(start.isoformat(), end.isoformat(), days, [str(b) for b in batches], quarantined)
+
+
+def load_window(window: Window) -> pd.DataFrame:
+    import pandas as pd
+
+    from lifecycle.validation import numpy_dtypes
+
+    frames = [pd.read_parquet(p) for p in window.batches]
+    return numpy_dtypes(pd.concat(frames, ignore_index=True))
+
+
+def split_rows(ids: pd.Series, seed: int, holdout: float, validation: float) -> np.ndarray:
+    """0 = train, 1 = validation, 2 = held-out test; decided by a hash of the row id, so stable across runs."""
+    u = np.array([int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "little")
+                  for i in ids.astype(str)], dtype=np.float64) / 2.0**64
+    out = np.zeros(len(u), dtype=np.int8)
+    out[u < holdout + validation * (1 - holdout)] = 1
+    out[u < holdout] = 2
+    return out
+
+
+def effective_training(spec: ModelSpec, epochs: int | None = None,
+                       overrides: dict[str, Any] | None = None) -> TrainingConfig:
+    """The spec's training config with per-run overrides, validated by the same schema."""
+    merged = {**spec.training.model_dump(), **(overrides or {})}
+    if epochs:
+        merged["epochs"] = epochs
+    return TrainingConfig.model_validate(merged)
+
+
+def _find_run(experiment_id: str, dag_run_id: str):
+    import mlflow
+
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.`{TAG}dag_run_id` = '{dag_run_id}'", max_results=5,
+        order_by=["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
+def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: int | None = None,
+                    overrides: dict[str, Any] | None = None, reason: str = "scheduled",
+                    paths: StatePaths | None = None) -> dict[str, Any]:
+    """Train on the window ending at ``end``; log params, per-epoch metrics, checkpoints and the pyfunc to MLflow.
+
+    Returns ``{"run_id", "model_uri", "model_id", "window", ...}``. A rerun for a DAG run whose MLflow run already
+    finished returns it unchanged; an unfinished one (a crashed or retried task) resumes from its last checkpoint.
+    """
+    import mlflow
+
+    from lifecycle.evaluation import best_threshold
+    from lifecycle.packaging import log_pyfunc, save_model_dir
+    from lifecycle.preprocessing import Preprocessor
+    from lifecycle.training import Hyper, latest_checkpoint, predict_proba, train
+
+    paths = paths or StatePaths.current()
+    cfg = effective_training(spec, epochs, overrides)
+    window = training_window(spec, end, paths)
+    configure_mlflow(paths)
+    exp_id = ensure_experiment(spec.model_name, paths)
+    previous = _find_run(exp_id, dag_run_id)
+    if previous is not None and previous.info.status == "FINISHED" and previous.data.tags.get(f"{TAG}model_uri"):
+        log.info("training: run %s already trained for %s; reusing it", previous.info.run_id, dag_run_id)
+        return json.loads(previous.data.tags[f"{TAG}result"])
+
+    frame = load_window(window)
+    if len(frame) < cfg.min_rows:
+        raise EmptyWindowError(f"only {len(frame)} validated rows for {spec.name} in {window.start}..{window.end}; "
+                               f"training.min_rows is {cfg.min_rows}")
+    split = split_rows(frame[spec.data.id_column], cfg.seed, cfg.holdout_fraction, cfg.validation_fraction)
+    train_df, val_df = frame[split == 0], frame[split == 1]
+    pre = Preprocessor.fit(spec.data, train_df)  # fitted on the training split only
+    x_train, x_val = pre.transform(train_df), pre.transform(val_df)
+    y_train = train_df[spec.data.target].to_numpy()
+    y_val = val_df[spec.data.target].to_numpy()
+    hp = Hyper(cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.weight_decay, list(cfg.hidden_units),
+               cfg.dropout, cfg.patience, cfg.seed, cfg.device)
+
+    run_ctx = (mlflow.start_run(run_id=previous.info.run_id) if previous is not None
+               else mlflow.start_run(experiment_id=exp_id, run_name=f"train {window.end} ({dag_run_id})"))
+    with run_ctx as run:
+        ckpt_dir = paths.checkpoints / spec.name / run.info.run_id
+        if previous is not None and latest_checkpoint(ckpt_dir) is None:
+            _restore_checkpoint(run.info.run_id, ckpt_dir)
+        if previous is None:
+            mlflow.set_tags({f"{TAG}dag_run_id": dag_run_id, f"{TAG}model": spec.name,
+                             f"{TAG}data_batches": ",".join(window.days), f"{TAG}code_version": code_version(),
+                             f"{TAG}reason": reason[:500]})
+            mlflow.log_params({**{f"train.{k}": v for k, v in cfg.model_dump().items()},
+                               "data.window_start": window.start, "data.window_end": window.end,
+                               "data.rows": len(frame), "data.train_rows": len(train_df),
+                               "data.val_rows": len(val_df), "data.holdout_rows": int((split == 2).sum()),
+                               "data.quarantined_days": ",".join(window.quarantined) or "none"})
+
+        def on_epoch(epoch: int, metrics: dict[str, float], ckpt: Path | None) -> None:
+            mlflow.log_metrics({"train_loss": metrics["train_loss"], "val_loss": metrics["val_loss"]}, step=epoch)
+            if ckpt is not None:
+                mlflow.log_artifact(str(ckpt), artifact_path="checkpoints")
+            log.info("training: epoch %d train_loss %.4f val_loss %.4f", epoch, metrics["train_loss"],
+                     metrics["val_loss"])
+
+        outcome = train(hp, x_train, y_train, x_val, y_val, checkpoint_dir=ckpt_dir, on_epoch=on_epoch)
+        val_p = predict_proba(outcome.state_dict, outcome.architecture, x_val)
+        threshold = best_threshold(y_val, val_p)
+        mlflow.log_metrics({"best_epoch": outcome.best_epoch, "epochs_run": len(outcome.history),
+                            "decision_threshold": threshold})
+        mlflow.set_tag(f"{TAG}device", outcome.device)
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = save_model_dir(Path(tmp) / "model_dir", outcome.state_dict, outcome.architecture, pre,
+                                       threshold, {"model": spec.name, "features": spec.data.feature_names,
+                                                   "mlflow_run_id": run.info.run_id, "window": asdict(window)})
+            # Numeric columns as float64 in the signature: integers with a missing value arrive as floats.
+            example = train_df[spec.data.feature_names].head(3).reset_index(drop=True)
+            for f in spec.data.features:
+                if f.kind != "categorical":
+                    example[f.name] = example[f.name].astype("float64")
+            info = log_pyfunc(model_dir, example)
+        result = {"run_id": run.info.run_id, "model_uri": info.model_uri, "model_id": info.model_id,
+                  "window": asdict(window), "rows": len(frame), "best_epoch": outcome.best_epoch,
+                  "epochs_run": len(outcome.history), "stopped_early": outcome.stopped_early,
+                  "resumed_from_epoch": outcome.resumed_from, "device": outcome.device,
+                  "training": cfg.model_dump(), "reason": reason, "dag_run_id": dag_run_id}
+        mlflow.set_tags({f"{TAG}model_uri": info.model_uri, f"{TAG}result": json.dumps(result)})
+    log.info("training: %s trained on %d rows from %d batches (%s..%s), best epoch %d of %d%s",
+             spec.name, len(frame), len(window.days), window.start, window.end, outcome.best_epoch,
+             len(outcome.history), f", resumed after epoch {outcome.resumed_from}" if outcome.resumed_from else "")
+    return result
+
+
+def _restore_checkpoint(run_id: str, ckpt_dir: Path) -> None:
+    """A retried task on another worker: fetch the newest checkpoint from the run's artifacts."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    files = sorted(f.path for f in client.list_artifacts(run_id, "checkpoints") if f.path.endswith(".pt"))
+    if files:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        client.download_artifacts(run_id, files[-1], str(ckpt_dir.parent / "_download"))
+        src = ckpt_dir.parent / "_download" / files[-1]
+        src.replace(ckpt_dir / Path(files[-1]).name)
+        log.info("training: restored checkpoint %s from the MLflow run", files[-1])
+
+
+def _score_version(registry: Registry, spec: ModelSpec, version: str,
+                   frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+    from lifecycle.packaging import load_model_dir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_model_dir(registry.download_model(spec.model_name, version, Path(tmp)))
+        return model.predict_proba(frame), model.threshold
+
+
+def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePaths | None = None) -> dict[str, Any]:
+    """Score the candidate and the serving champion on the same held-out rows, overall and per slice."""
+    import mlflow
+
+    from lifecycle.evaluation import evaluate
+    from lifecycle.packaging import load_model_dir
+
+    paths = paths or StatePaths.current()
+    registry = Registry(paths)
+    window = Window(**trained["window"])
+    frame = load_window(window)
+    cfg = TrainingConfig.model_validate(trained["training"])
+    holdout = frame[split_rows(frame[spec.data.id_column], cfg.seed, cfg.holdout_fraction,
+                               cfg.validation_fraction) == 2].reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=trained["model_uri"], dst_path=tmp))
+        model = load_model_dir(next(local.rglob("weights.pt")).parent)
+        candidate = evaluate(holdout, spec.data.target, model.predict_proba(holdout), spec.slices, model.threshold)
+    champion_mv = registry.by_alias(spec.model_name, CHAMPION)
+    champion = None
+    if champion_mv is not None:
+        p, thr = _score_version(registry, spec, champion_mv.version, holdout)
+        champion = evaluate(holdout, spec.data.target, p, spec.slices, thr)
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.log_metrics({k: v for k, v in candidate.flat("test_").items() if np.isfinite(v)})
+        if champion is not None:
+            mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion.overall.items() if np.isfinite(v)})
+        mlflow.log_dict({"candidate": candidate.to_dict(),
+                         "champion": champion.to_dict() if champion else None,
+                         "champion_version": champion_mv.version if champion_mv else None,
+                         "holdout_rows": len(holdout)}, "evaluation.json")
+    log.info("evaluation: candidate roc_auc %.4f on %d held-out rows; champion %s", candidate.overall["roc_auc"],
+             len(holdout), f"v{champion_mv.version} roc_auc {champion.overall['roc_auc']:.4f}" if champion else "none")
+    return {"candidate": candidate.to_dict(), "champion": champion.to_dict() if champion else None,
+            "champion_version": champion_mv.version if champion_mv else None, "holdout_rows": len(holdout)}
+
+
+def gate_candidate(spec: ModelSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The pure gate decision, as a dict (see :func:`lifecycle.gate.decide`)."""
+    from lifecycle.evaluation import Evaluation
+    from lifecycle.gate import decide
+
+    champion = Evaluation.from_dict(evaluation["champion"]) if evaluation.get("champion") else None
+    decision = decide(Evaluation.from_dict(evaluation["candidate"]), champion, spec.gate)
+    log.info("%s", decision.reason)
+    return decision.to_dict() | {"status": decision.status}
+
+
+def register_candidate(spec: ModelSpec, trained: dict[str, Any], evaluation: dict[str, Any],
+                       decision: dict[str, Any], dag_run_id: str, paths: StatePaths | None = None,
+                       ledger: Ledger | None = None) -> dict[str, Any]:
+    """Register the candidate as a new version with its lineage and gate tags; set aliases from the decision.
+
+    Every trained model is registered (a rejected one too, tagged ``rejected``), so the registry is the record.
+    The first passing model becomes ``champion``; a later one ``challenger`` (the deploy DAG canaries it).
+    """
+    paths = paths or StatePaths.current()
+    ledger = ledger or Ledger(paths.ledger_db)
+    registry = Registry(paths)
+    name = spec.model_name
+    passed, first = bool(decision["passed"]), bool(decision["first_model"])
+    status = ("champion" if first else "challenger") if passed else "rejected"
+    mv = registry.version_for_run(name, dag_run_id)
+    if mv is None:
+        tags = {
+            f"{TAG}status": status,
+            f"{TAG}dag_run_id": dag_run_id,
+            f"{TAG}data_batches": ",".join(trained["window"]["days"]),
+            f"{TAG}code_version": code_version(),
+            f"{TAG}mlflow_run_id": trained["run_id"],
+            f"{TAG}gate_decision": decision["status"],
+            f"{TAG}gate_reason": decision["reason"][:5000],
+            f"{TAG}train_reason": str(trained.get("reason", ""))[:500],
+            f"{TAG}test_roc_auc": f"{evaluation['candidate']['overall']['roc_auc']:.4f}",
+        }
+        mv = registry.register(name, trained["model_uri"], trained["run_id"], tags, model_id=trained.get("model_id"),
+                               description=spec.description.strip())
+        log.info("registry: registered %s v%s (%s)", name, mv.version, status)
+    else:
+        log.info("registry: %s v%s already registered by %s; finishing its aliases", name, mv.version, dag_run_id)
+    version = str(mv.version)
+    reason_with_version = decision["reason"].replace("candidate", f"v{version}", 1)
+    if mv.tags.get(f"{TAG}gate_reason") != reason_with_version[:5000]:
+        registry.set_tags(name, version, {f"{TAG}gate_reason": reason_with_version[:5000]})
+    if passed:
+        registry.set_alias(name, CHAMPION if first else CHALLENGER, version)
+    key = f"{name}:{dag_run_id}"
+    window = trained["window"]
+    ledger.record(spec.name, "trained", f"trained on {trained['rows']} rows from {len(window['days'])} validated "
+                  f"batches {window['start']}..{window['end']}; best epoch {trained['best_epoch']}",
+                  version=version, run_id=dag_run_id, key=f"{key}:trained",
+                  details={"mlflow_run_id": trained["run_id"], "batches": window["days"]})
+    ledger.record(spec.name, "gate_passed" if passed else "gate_rejected", reason_with_version, version=version,
+                  run_id=dag_run_id, key=f"{key}:gate", details={"checks": decision["checks"]})
+    if passed and first:
+        ledger.record(spec.name, "promoted", f"v{version} is the first model to pass the gate: alias champion",
+                      version=version, run_id=dag_run_id, key=f"{key}:promoted")
+    return {"model": name, "version": version, "status": status, "reason": reason_with_version,
+            "aliases": registry.aliases(name)}

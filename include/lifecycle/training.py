@@ -1,0 +1,198 @@
+"""PyTorch training for tabular binary classifiers: seeded, early-stopped, checkpointed every epoch, resumable.
+
+Determinism: the shuffle order and dropout of epoch ``e`` depend only on (seed, e), so a run resumed from the
+checkpoint of epoch ``k`` reproduces the uninterrupted run exactly. On CUDA the forward pass runs under bf16
+autocast; on CPU in float32.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot produce a usable model (NaN loss, no data, ...); the message says what to change."""
+
+
+class TabularMLP(nn.Module):
+    def __init__(self, width: int, hidden: list[int], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = width
+        for units in hidden:
+            layers += [nn.Linear(prev, units), nn.ReLU(), nn.Dropout(dropout)]
+            prev = units
+        layers.append(nn.Linear(prev, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("spec asks for device 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+@dataclass
+class Hyper:
+    """The knobs of one training run (from the spec's training section, possibly overridden per run)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    hidden_units: list[int]
+    dropout: float
+    patience: int
+    seed: int
+    device: str = "auto"
+
+
+@dataclass
+class TrainOutcome:
+    state_dict: dict[str, torch.Tensor]
+    architecture: dict[str, Any]
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    device: str
+    resumed_from: int | None = None
+    checkpoints: list[Path] = field(default_factory=list)
+
+
+def _bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+
+
+def latest_checkpoint(folder: Path | None) -> Path | None:
+    if folder is None or not folder.exists():
+        return None
+    found = sorted(folder.glob("epoch-*.pt"))
+    return found[-1] if found else None
+
+
+def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
+          checkpoint_dir: Path | None = None,
+          on_epoch: Callable[[int, dict[str, float], Path | None], None] | None = None) -> TrainOutcome:
+    """Train with early stopping on validation loss; resume from the newest checkpoint in ``checkpoint_dir``.
+
+    ``on_epoch(epoch, metrics, checkpoint_path)`` is called after each epoch (metrics logging, artifact upload).
+    """
+    if len(x_train) == 0 or len(x_val) == 0:
+        raise TrainingError(f"empty split: {len(x_train)} training rows, {len(x_val)} validation rows")
+    device = resolve_device(hp.device)
+    use_bf16 = device.type == "cuda"
+    arch = {"width": int(x_train.shape[1]), "hidden": list(hp.hidden_units), "dropout": hp.dropout}
+    torch.manual_seed(hp.seed)
+    model = TabularMLP(arch["width"], arch["hidden"], arch["dropout"]).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    xt = torch.from_numpy(x_train).to(device)
+    yt = torch.from_numpy(y_train.astype(np.float32)).to(device)
+    xv = torch.from_numpy(x_val).to(device)
+    yv = torch.from_numpy(y_val.astype(np.float32)).to(device)
+
+    start, best_loss, best_epoch, bad, history = 1, math.inf, 0, 0, []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    resumed_from = None
+    ckpt = latest_checkpoint(checkpoint_dir)
+    if ckpt is not None:
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["architecture"] != arch:
+            raise TrainingError(f"checkpoint {ckpt} was made for another architecture {state['architecture']}; "
+                                f"this run wants {arch}; clear the checkpoint folder to start over")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        best_state, best_loss, best_epoch = state["best_state"], state["best_loss"], state["best_epoch"]
+        bad, history = state["bad_epochs"], state["history"]
+        start = state["epoch"] + 1
+        resumed_from = state["epoch"]
+        log.info("training: resuming from %s (epoch %d done, best val loss %.4f at epoch %d)",
+                 ckpt.name, state["epoch"], best_loss, best_epoch)
+        if state.get("stopped"):
+            start = hp.epochs + 1  # the run had already finished; only the final steps remain
+    checkpoints: list[Path] = []
+    stopped_early = False
+    for epoch in range(start, hp.epochs + 1):
+        model.train()
+        gen = torch.Generator().manual_seed(hp.seed * 1000 + epoch)
+        torch.manual_seed(hp.seed * 1000 + epoch)  # dropout masks: reproducible per epoch, so resume is exact
+        order = torch.randperm(len(xt), generator=gen).to(device)
+        total, seen = 0.0, 0
+        for i in range(0, len(order), hp.batch_size):
+            idx = order[i:i + hp.batch_size]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(xt[idx])
+            loss = _bce(logits, yt[idx])
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss.item()} at epoch {epoch}, batch {i // hp.batch_size}: the run diverged; "
+                    f"lower learning_rate (now {hp.learning_rate}) or check the features for extreme values"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            val_logits = model(xv)
+        val_loss = _bce(val_logits, yv).item()
+        if not math.isfinite(val_loss):
+            raise TrainingError(f"validation loss became {val_loss} at epoch {epoch}; lower learning_rate")
+        metrics = {"epoch": float(epoch), "train_loss": total / seen, "val_loss": val_loss}
+        history.append(metrics)
+        if val_loss < best_loss - 1e-5:
+            best_loss, best_epoch, bad = val_loss, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        stopped_early = bad >= hp.patience
+        path = None
+        if checkpoint_dir is not None:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            path = checkpoint_dir / f"epoch-{epoch:04d}.pt"
+            tmp = path.with_suffix(".tmp")
+            torch.save({"epoch": epoch, "architecture": arch, "model": model.state_dict(),
+                        "optimizer": opt.state_dict(), "best_state": best_state, "best_loss": best_loss,
+                        "best_epoch": best_epoch, "bad_epochs": bad, "history": history,
+                        "stopped": stopped_early or epoch == hp.epochs}, tmp)
+            tmp.replace(path)  # a crash mid-save never leaves a truncated "latest" checkpoint
+            checkpoints.append(path)
+        if on_epoch:
+            on_epoch(epoch, metrics, path)
+        if stopped_early:
+            log.info("training: early stop at epoch %d (no val improvement for %d epochs; best epoch %d)",
+                     epoch, hp.patience, best_epoch)
+            break
+    if best_epoch == 0:
+        raise TrainingError("no epoch produced a finite validation loss")
+    cpu_state = {k: v.detach().cpu() for k, v in best_state.items()}
+    return TrainOutcome(cpu_state, arch, history, best_epoch, stopped_early, str(device), resumed_from, checkpoints)
+
+
+def predict_proba(state_dict: dict[str, torch.Tensor], architecture: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Probabilities for a feature matrix, on CPU (evaluation and serving)."""
+    model = build_model(state_dict, architecture)
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.from_numpy(x))).numpy().astype(np.float64)
+
+
+def build_model(state_dict: dict[str, torch.Tensor], architecture: dict[str, Any]) -> TabularMLP:
+    model = TabularMLP(architecture["width"], architecture["hidden"], architecture["dropout"])
+    model.load_state_dict(state_dict)
+    model.eval()
+    return model

@@ -1,0 +1,64 @@
+"""What every lifecycle DAG shares: default args, schedules, assets, and the spec list. Cheap to import."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable
+
+from lifecycle.spec import load_specs
+from lifecycle_airflow.notifiers import LifecycleAlertNotifier
+
+if TYPE_CHECKING:
+    from lifecycle.spec import ModelSpec
+
+__all__ = ["challenger_asset", "default_args", "interval_day", "load_specs", "schedule", "start_date",
+           "validated_asset"]
+
+
+def default_args(spec: ModelSpec, retries: int = 2) -> dict[str, Any]:
+    return {
+        "owner": spec.owner,
+        "retries": retries,
+        "retry_delay": dt.timedelta(seconds=20),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": [LifecycleAlertNotifier(model=spec.name,
+                                                       webhook_conn_id=spec.alerts.webhook_conn_id,
+                                                       smtp_conn_id=spec.alerts.smtp_conn_id,
+                                                       email_to=list(spec.alerts.email_to))],
+    }
+
+
+def schedule(cron: str) -> CronDataIntervalTimetable:
+    """Cron with real data intervals, so backfills and reruns recompute exactly their own interval."""
+    return CronDataIntervalTimetable(cron, timezone="UTC")
+
+
+def start_date(spec: ModelSpec) -> pendulum.DateTime:
+    d = spec.schedules.start_date
+    return pendulum.datetime(d.year, d.month, d.day, tz="UTC")
+
+
+def validated_asset(spec: ModelSpec) -> Asset:
+    """Updated each time a batch of ``spec`` passes the data gate."""
+    return Asset(name=f"{spec.name}.validated_batches", uri=f"lifecycle://{spec.name}/validated", group="data")
+
+
+def challenger_asset(spec: ModelSpec) -> Asset:
+    """Updated each time the train DAG registers a challenger (the deploy DAG listens to it)."""
+    return Asset(name=f"{spec.name}.challenger", uri=f"lifecycle://{spec.name}/challenger", group="model")
+
+
+def interval_day(context: dict[str, Any], override: str | None = None) -> dt.date:
+    """The day a run works on: an explicit override (UI param), else the last day its data interval covers.
+
+    A scheduled ``@daily`` run over [D, D+1) works on D. A manual run has the interval that ends at its logical
+    date, so "trigger at 2026-01-05" works on 2026-01-04, the last complete day.
+    """
+    if override:
+        return dt.date.fromisoformat(str(override)[:10])
+    end = context.get("data_interval_end") or context.get("logical_date")
+    if end is None:
+        raise ValueError("this run has no data interval; pass the 'day' param")
+    return (end - dt.timedelta(microseconds=1)).date()

@@ -1,0 +1,68 @@
+"""Test environment: a private Airflow home and lifecycle state per session, set before Airflow is imported."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION = Path(tempfile.mkdtemp(prefix="lifecycle-tests-"))
+os.environ["LIFECYCLE_HOME"] = str(_SESSION / "state")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("LIFECYCLE_TRACKING_URI", None)
+
+from lifecycle.airflow_env import airflow_env, prepare_home  # noqa: E402
+from lifecycle.paths import StatePaths  # noqa: E402
+
+_env = airflow_env(StatePaths.current())
+_env["LIFECYCLE_PRELOAD"] = "none"
+_env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ.update(_env)
+
+DAYS = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(6)]
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StatePaths:
+    """A fresh lifecycle state folder (ledger, registry, batches) for one test."""
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "state"))
+    return StatePaths.current()
+
+
+@pytest.fixture(scope="session")
+def spec():
+    from lifecycle.spec import get_spec
+
+    return get_spec("credit_default")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """The session's Airflow metadata DB, migrated once."""
+    home = prepare_home(StatePaths.current())
+    if not (home / "airflow.db").exists():
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
+                       env=os.environ.copy())
+    return home
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from lifecycle.paths import PROJECT_ROOT
+
+    return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+
+
+def land_days(spec, paths: StatePaths, scenarios: dict[int, str] | None = None, days=DAYS) -> list[dt.date]:
+    """Land one batch per day (index -> scenario, default stable)."""
+    from lifecycle.datagen import Scenario, land_batch
+
+    for i, day in enumerate(days):
+        land_batch(spec, day, Scenario.parse((scenarios or {}).get(i, "stable")), paths)
+    return list(days)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lifecycle.evaluation import best_threshold, binary_metrics, calibration_error, evaluate
+from lifecycle.preprocessing import Preprocessor
+from lifecycle.spec import Slice
+
+
+@pytest.fixture
+def frame(spec):
+    import datetime as dt
+
+    from lifecycle.datagen import generate_batch
+    from lifecycle.validation import numpy_dtypes
+
+    return numpy_dtypes(generate_batch(spec, dt.date(2026, 1, 1)))
+
+
+def test_statistics_come_from_the_rows_it_is_fitted_on(spec, frame):
+    train, other = frame.iloc[:1000], frame.iloc[1000:].copy()
+    other["age"] = other["age"] + 40
+    pre = Preprocessor.fit(spec.data, train)
+    age = next(c for c in pre.numeric if c.name == "age")
+    assert age.mean == pytest.approx(train["age"].mean())
+    assert Preprocessor.fit(spec.data, other).numeric[0].mean != pytest.approx(age.mean)
+
+
+def test_missing_values_get_the_median_and_an_indicator(spec, frame):
+    pre = Preprocessor.fit(spec.data, frame)
+    row = frame.iloc[:1].copy()
+    row["income"] = np.nan
+    x = pre.transform(row)
+    names = pre.output_names
+    assert x[0, names.index("income__missing")] == 1.0
+    income = next(c for c in pre.numeric if c.name == "income")
+    expected = (np.log1p(income.median) - income.mean) / income.std if income.log else \
+        (income.median - income.mean) / income.std
+    assert x[0, names.index("income")] == pytest.approx(expected, rel=1e-5)
+
+
+def test_unknown_category_lands_in_the_unknown_slot(spec, frame):
+    pre = Preprocessor.fit(spec.data, frame)
+    row = {k: [v] for k, v in frame.iloc[0].to_dict().items()}
+    row["region"] = ["atlantis"]
+    x = pre.transform(row)
+    assert x[0, pre.output_names.index("region=__unknown__")] == 1.0
+    assert x.shape == (1, pre.width)
+
+
+def test_round_trip_through_json_gives_identical_features(spec, frame):
+    pre = Preprocessor.fit(spec.data, frame)
+    again = Preprocessor.from_dict(pre.to_dict())
+    np.testing.assert_array_equal(pre.transform(frame), again.transform(frame))
+
+
+def test_calibration_error_of_perfect_and_biased_predictions():
+    rng = np.random.default_rng(0)
+    p = rng.random(50_000)
+    y = (rng.random(50_000) < p).astype(int)
+    assert calibration_error(y, p) < 0.01
+    assert calibration_error(y, np.clip(p + 0.2, 0, 1)) > 0.15
+
+
+def test_metrics_and_slices(spec):
+    df = pd.DataFrame({"region": ["a", "a", "b", "b"], "age": [20.0, 30.0, 50.0, 70.0], "default": [0, 1, 0, 1]})
+    p = np.array([0.1, 0.9, 0.6, 0.4])
+    ev = evaluate(df, "default", p, [Slice(name="region", column="region"),
+                                    Slice(name="age", column="age", bins=[18, 40, 100])])
+    assert ev.overall["roc_auc"] == pytest.approx(0.75)
+    assert ev.slices["region=a"]["roc_auc"] == 1.0 and ev.slices["region=b"]["roc_auc"] == 0.0
+    assert set(ev.slices) == {"region=a", "region=b", "age=[18,40)", "age=[40,100)"}
+    assert np.isnan(binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]))["roc_auc"])
+
+
+def test_best_threshold_maximises_f1():
+    y = np.array([0, 0, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.35, 0.9])
+    assert best_threshold(y, p) == pytest.approx(0.35)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from lifecycle.datagen import Scenario, land_batch
+from lifecycle.ledger import Ledger
+from lifecycle.validation import BatchNotFoundError, gate_batch, validated_batches
+
+DAY = dt.date(2026, 1, 3)
+
+
+def test_stable_batch_is_validated_and_published(spec, state):
+    land_batch(spec, DAY, paths=state)
+    outcome = gate_batch(spec, DAY, paths=state)
+    assert outcome.passed and outcome.failed == 0
+    assert Path(outcome.batch_path).parent == state.validated(spec.name)
+    assert not (state.landing(spec.name) / f"{DAY}.parquet").exists()
+    assert "PASSED" in Path(outcome.report_path).read_text()
+    assert [e.event for e in Ledger(state.ledger_db).events()] == ["batch_validated"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        pytest.param("missing_column", "income: column is missing", id="missing_column"),
+        pytest.param("wrong_type", "income: dtype", id="wrong_type"),
+        pytest.param("out_of_range", "age: ", id="out_of_range"),
+        pytest.param("nulls", "income: ", id="nulls"),
+    ],
+)
+def test_broken_batch_is_quarantined_with_readable_report(spec, state, kind, expected):
+    land_batch(spec, DAY, Scenario("broken", broken=kind), paths=state)
+    outcome = gate_batch(spec, DAY, paths=state)
+    assert not outcome.passed
+    assert expected in outcome.reason
+    qdir = state.quarantine(spec.name) / DAY.isoformat()
+    assert (qdir / f"{DAY}.parquet").exists() and (qdir / "gx_result.json").exists()
+    report = (qdir / "report.html").read_text()
+    assert "QUARANTINED" in report and expected.split(":")[0] in report
+    assert validated_batches(spec, DAY, DAY, state) == []
+    [event] = Ledger(state.ledger_db).events()
+    assert event.event == "batch_quarantined" and expected in event.reason
+
+
+def test_rerun_returns_the_recorded_decision(spec, state):
+    land_batch(spec, DAY, Scenario("broken", broken="nulls"), paths=state)
+    first = gate_batch(spec, DAY, paths=state)
+    again = gate_batch(spec, DAY, paths=state)
+    assert again.passed is False and again.reason == first.reason
+    assert len(Ledger(state.ledger_db).events()) == 1
+
+
+def test_unreadable_file_is_quarantined_not_crashed(spec, state):
+    folder = state.landing(spec.name)
+    folder.mkdir(parents=True)
+    (folder / f"{DAY}.parquet").write_bytes(b"this is not parquet")
+    outcome = gate_batch(spec, DAY, paths=state)
+    assert not outcome.passed and "unreadable as Parquet" in outcome.reason
+    assert json.loads((state.quarantine(spec.name) / DAY.isoformat() / "gate.json").read_text())["passed"] is False
+
+
+def test_missing_batch_names_the_expected_file(spec, state):
+    with pytest.raises(BatchNotFoundError, match=r"no batch landed for credit_default on 2026-01-03: expected .*landing"):
+        gate_batch(spec, DAY, paths=state)
