@@ -23,7 +23,14 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from lifecycle_airflow.dagkit import challenger_asset, default_args, load_specs, schedule, start_date
+from lifecycle_airflow.dagkit import (
+    challenger_asset,
+    default_args,
+    fail_fast,
+    load_specs,
+    schedule,
+    start_date,
+)
 from lifecycle_airflow.operators import TorchTrainOperator
 
 
@@ -59,10 +66,11 @@ def build_train(spec):
             from lifecycle.trainflow import effective_training, training_window
 
             params = context["params"]
-            effective_training(spec, params.get("epochs"), params.get("overrides"))  # refuse bad overrides early
-            end = (dt.date.fromisoformat(params["as_of"]) if params.get("as_of")
-                   else (context["data_interval_end"] - dt.timedelta(days=1)).date())
-            window = training_window(spec, end)
+            with fail_fast():
+                effective_training(spec, params.get("epochs"), params.get("overrides"))  # bad overrides: now
+                end = (dt.date.fromisoformat(params["as_of"]) if params.get("as_of")
+                       else (context["data_interval_end"] - dt.timedelta(days=1)).date())
+                window = training_window(spec, end)
             last = Ledger().last(spec.name, "trained")
             if (last and not params.get("force") and last.run_id != context["run_id"]
                     and last.details.get("batches") == window.days):

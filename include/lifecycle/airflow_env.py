@@ -24,8 +24,13 @@ def _secret(paths: StatePaths, name: str) -> str:
 
 
 def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts_url: str | None = None,
-                parallelism: int = 4) -> dict[str, str]:
-    """Environment variables for Airflow on SQLite + LocalExecutor with this project's DAGs and plugins."""
+                parallelism: int = 4, time_schedules: bool = True, dags_folder: Path | None = None,
+                preload: str | None = None) -> dict[str, str]:
+    """Environment variables for Airflow on SQLite + LocalExecutor with this project's DAGs and plugins.
+
+    ``time_schedules=False`` stops the scheduler from creating cron runs (manual, backfill and asset-triggered
+    runs still execute): the demo drives its own simulated calendar and must not get nightly runs for today.
+    """
     paths = paths or StatePaths.current()
     home = paths.airflow_home
     env = {
@@ -33,7 +38,7 @@ def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts
         "LIFECYCLE_HOME": str(paths.root),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "GX_ANALYTICS_ENABLED": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -49,9 +54,10 @@ def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(time_schedules),
         # Heavy libraries the scheduler pre-imports so that forked task processes start warm
         # (see airflow_config/airflow_local_settings.py and bench/orchestration.py).
-        "LIFECYCLE_PRELOAD": os.environ.get("LIFECYCLE_PRELOAD", "default"),
+        "LIFECYCLE_PRELOAD": preload or os.environ.get("LIFECYCLE_PRELOAD", "default"),
     }
     if os.environ.get("LIFECYCLE_TRACKING_URI"):
         env["LIFECYCLE_TRACKING_URI"] = os.environ["LIFECYCLE_TRACKING_URI"]

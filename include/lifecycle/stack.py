@@ -35,13 +35,18 @@ def migrate(env: dict[str, str]) -> None:
         raise services.ServiceError(f"airflow db migrate failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
-def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yaml") -> list[str]:
-    """Create or update the connections, pools and variables of an astro-format settings file via REST."""
+def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yaml",
+                   ports: dict[str, int] | None = None) -> list[str]:
+    """Create or update the connections, pools and variables of an astro-format settings file via REST.
+
+    ``ports`` overrides a connection's port by id (the local alert receiver may run elsewhere than 8799).
+    """
     data = (yaml.safe_load(settings.read_text()) or {}).get("airflow", {}) or {}
     done = []
     for pool in data.get("pools") or []:
         body = {"name": pool["pool_name"], "slots": int(pool["pool_slot"]),
-                "description": pool.get("pool_description", "")}
+                "description": pool.get("pool_description", ""),
+                "include_deferred": bool(pool.get("include_deferred", False))}
         if client.http.get(f"/api/v2/pools/{body['name']}").status_code == 200:
             client._req("PATCH", f"/pools/{body['name']}", json=body)
         else:
@@ -54,6 +59,8 @@ def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yam
                 "host": conn.get("conn_host"), "port": conn.get("conn_port"), "login": conn.get("conn_login"),
                 "password": conn.get("conn_password"), "schema": conn.get("conn_schema"),
                 "extra": json.dumps(conn.get("conn_extra") or {}), "description": conn.get("conn_description")}
+        if ports and conn["conn_id"] in ports:
+            body["port"] = ports[conn["conn_id"]]
         body = {k: v for k, v in body.items() if v is not None}
         if client.http.get(f"/api/v2/connections/{body['connection_id']}").status_code == 200:
             client._req("PATCH", f"/connections/{body['connection_id']}", json=body)
@@ -70,15 +77,18 @@ def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yam
     return done
 
 
-def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None, alerts_port: int = 8799,
-                log=print) -> Stack:
+def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None, alerts_port: int | None = None,
+                time_schedules: bool = True, dags_folder: Path | None = None, preload: str | None = None,
+                components: tuple[str, ...] = AIRFLOW_COMPONENTS, log=print) -> Stack:
     """Start every service of the embedded default and wait until Airflow answers; idempotent if running."""
     from lifecycle.airflow_client import AirflowClient
 
     paths = paths or StatePaths.current()
     api_port = api_port or int(os.environ.get("AIRFLOW_PORT", "8080"))
+    alerts_port = alerts_port or int(os.environ.get("LIFECYCLE_ALERTS_PORT", "8799"))
     already = services.running(paths)
-    env = airflow_env(paths, api_port=api_port)
+    env = airflow_env(paths, api_port=api_port, time_schedules=time_schedules, dags_folder=dags_folder,
+                      preload=preload)
     airflow_url = f"http://127.0.0.1:{api_port}"
     alerts_url = f"http://127.0.0.1:{alerts_port}/alerts"
     if not already:
@@ -92,16 +102,16 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
         services.start("alert-receiver", [sys.executable, "-m", "lifecycle.alerts", "--out",
                                           str(paths.root / "demo" / "alerts.jsonl"), "--port", str(alerts_port)],
                        env, paths)
-        for component in AIRFLOW_COMPONENTS:
+        for component in components:
             argv = ["airflow", component]
             if component == "api-server":
                 argv += ["--port", str(api_port), "--host", "127.0.0.1", "--workers", "1"]
             services.start(f"airflow-{component}", argv, env, paths)
-        log(f"stack: started Airflow ({', '.join(AIRFLOW_COMPONENTS)}) and the alert receiver; waiting for the API")
+        log(f"stack: started Airflow ({', '.join(components)}) and the alert receiver; waiting for the API")
     services.wait_http(f"{airflow_url}/api/v2/monitor/health", timeout=180, what="Airflow API server",
                        log=paths.run_dir / "airflow-api-server.log")
     client = AirflowClient(airflow_url)
-    for item in apply_settings(client):
+    for item in apply_settings(client, ports={"lifecycle_alerts": alerts_port}):
         log(f"stack: applied {item}")
     return Stack(airflow_url, alerts_url, env)
 

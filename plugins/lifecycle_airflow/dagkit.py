@@ -1,11 +1,14 @@
 """What every lifecycle DAG shares: default args, schedules, assets, and the spec list. Cheap to import."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable
+from pydantic import ValidationError
 
 from lifecycle.spec import load_specs
 from lifecycle_airflow.notifiers import LifecycleAlertNotifier
@@ -13,8 +16,8 @@ from lifecycle_airflow.notifiers import LifecycleAlertNotifier
 if TYPE_CHECKING:
     from lifecycle.spec import ModelSpec
 
-__all__ = ["challenger_asset", "default_args", "interval_day", "load_specs", "schedule", "start_date",
-           "validated_asset"]
+__all__ = ["challenger_asset", "default_args", "fail_fast", "interval_day", "load_specs", "schedule",
+           "start_date", "validated_asset"]
 
 
 def default_args(spec: ModelSpec, retries: int = 2) -> dict[str, Any]:
@@ -62,3 +65,19 @@ def interval_day(context: dict[str, Any], override: str | None = None) -> dt.dat
     if end is None:
         raise ValueError("this run has no data interval; pass the 'day' param")
     return (end - dt.timedelta(microseconds=1)).date()
+
+
+@contextlib.contextmanager
+def fail_fast() -> Iterator[None]:
+    """Errors a retry cannot fix (bad spec or override, empty window, diverged training) fail the task at once,
+    with the same message, instead of burning retries; transient errors (I/O, an unreachable MLflow) retry."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from lifecycle.spec import SpecError
+    from lifecycle.trainflow import EmptyWindowError
+    from lifecycle.training import TrainingError
+
+    try:
+        yield
+    except (SpecError, EmptyWindowError, TrainingError, ValidationError) as err:
+        raise AirflowFailException(f"{type(err).__name__}: {err}") from err

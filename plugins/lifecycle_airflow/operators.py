@@ -36,11 +36,13 @@ class TorchTrainOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from lifecycle.spec import get_spec
         from lifecycle.trainflow import train_candidate
+        from lifecycle_airflow.dagkit import fail_fast
 
-        spec = get_spec(self.model)
-        epochs = int(self.epochs) if self.epochs not in (None, "", "None") else None
-        overrides = self.overrides if isinstance(self.overrides, dict) else None
-        end = dt.date.fromisoformat(str(self.window_end)[:10])
-        self.log.info("training %s on the window ending %s (reason: %s)", self.model, end, self.reason)
-        return train_candidate(spec, end, context["run_id"], epochs=epochs, overrides=overrides,
-                               reason=str(self.reason))
+        with fail_fast():
+            spec = get_spec(self.model)
+            epochs = int(self.epochs) if self.epochs not in (None, "", "None") else None
+            overrides = self.overrides if isinstance(self.overrides, dict) else None
+            end = dt.date.fromisoformat(str(self.window_end)[:10])
+            self.log.info("training %s on the window ending %s (reason: %s)", self.model, end, self.reason)
+            return train_candidate(spec, end, context["run_id"], epochs=epochs, overrides=overrides,
+                                   reason=str(self.reason))

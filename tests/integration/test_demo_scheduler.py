@@ -1,0 +1,61 @@
+"""The main job on the real Airflow scheduler: `python -m lifecycle.demo` in a private state folder and on
+free ports, driven through the REST API, exactly as `make demo` runs it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lifecycle.paths import PROJECT_ROOT
+from lifecycle.services import free_port
+
+pytestmark = pytest.mark.integration
+CHECKER = PROJECT_ROOT.parent / "shared" / "tools" / "check_summary.py"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    state = tmp_path_factory.mktemp("demo") / "state"
+    env = {**os.environ, "LIFECYCLE_HOME": str(state), "AIRFLOW_PORT": str(free_port()),
+           "LIFECYCLE_ALERTS_PORT": str(free_port())}
+    done = subprocess.run([sys.executable, "-m", "lifecycle.demo"], env=env, capture_output=True, text=True,
+                          timeout=900, cwd=PROJECT_ROOT)
+    return state, done
+
+
+def test_demo_runs_to_completion_on_the_scheduler(demo):
+    _state, done = demo
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "Done in" in done.stdout
+
+
+def test_summary_meets_the_interface(demo):
+    state, _ = demo
+    path = state / "demo" / "summary.json"
+    summary = json.loads(path.read_text())
+    assert summary["tracking_uri"].startswith("sqlite:////")
+    assert Path(summary["report"]).exists()
+    promoted = [e for e in summary["events"] if e["event"] == "promoted"]
+    assert [e["version"] for e in promoted] == ["1"]
+    if CHECKER.exists():  # the shared checker sits beside the repo in CI and in sessions
+        check = subprocess.run([sys.executable, str(CHECKER), str(path), "--expect", "batch_validated",
+                                "batch_quarantined", "trained", "gate_passed", "gate_rejected", "promoted",
+                                "alert_sent"], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+
+
+def test_alerts_reached_the_receiver(demo):
+    state, _ = demo
+    lines = (state / "demo" / "alerts.jsonl").read_text().splitlines()
+    alerts = [json.loads(line)["alert"] for line in lines]
+    assert {a["event"] for a in alerts} == {"batch_quarantined"}
+    assert len(alerts) == 2 and all(a["links"]["report"].endswith("report.html") for a in alerts)
+
+
+def test_demo_stops_everything_it_started(demo):
+    state, _ = demo
+    assert list((state / "run").glob("*.pid")) == []
