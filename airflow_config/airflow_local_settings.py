@@ -27,7 +27,7 @@ def _preload() -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001
             print(f"lifecycle: preload of {name} failed: {err}", file=sys.stderr)
     print(f"lifecycle: preloaded {len(modules)} modules for warm task starts in {time.monotonic() - start:.1f}s",
           file=sys.stderr)

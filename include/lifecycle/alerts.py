@@ -74,7 +74,7 @@ def deliver(alert: Alert, channels: list[tuple[str, Any]], ledger: Ledger | None
     for name, send in channels:
         try:
             send()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001
             log.warning("alert: could not deliver %s/%s via %s: %s", alert.model, alert.event, name, err)
             continue
         delivered.append(name)

@@ -66,7 +66,7 @@ def build_report(spec: ModelSpec, paths: StatePaths, links: dict[str, str]) -> P
                        if k.startswith("test_") and "slice." not in k}
             versions.append(VersionInfo(str(mv.version), mv.tags.get("lifecycle.status", "?"),
                                         aliases.get(str(mv.version), []), metrics, dict(mv.tags)))
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001
         say(f"report: registry not readable ({type(err).__name__}); versions omitted")
     out = paths.reports / spec.name / "lifecycle.html"
     return write_report(spec.name, Ledger(paths.ledger_db).events(spec.name), versions, out, links=links,

@@ -152,6 +152,15 @@ class GatePolicy(_Strict):
     min_slice_rows: Annotated[int, Field(gt=0)] = 100
 
 
+class ServingConfig(_Strict):
+    """How the gateway serves the model."""
+
+    #: Largest batch one predict request may carry (larger: HTTP 413).
+    max_batch_rows: Annotated[int, Field(gt=0, le=100_000)] = 1000
+    #: Row field used as the sticky routing key when the request has no ``X-Routing-Key`` header.
+    sticky_key: str | None = None
+
+
 class Schedules(_Strict):
     """Cron expressions (or Airflow presets) for each lifecycle DAG."""
 
@@ -181,6 +190,7 @@ class ModelSpec(_Strict):
     gate: GatePolicy = GatePolicy()
     slices: list[Slice] = Field(default_factory=list)
     schedules: Schedules = Schedules()
+    serving: ServingConfig = ServingConfig()
     alerts: AlertConfig = AlertConfig()
     tags: list[str] = Field(default_factory=list)
 

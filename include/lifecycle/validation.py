@@ -262,7 +262,7 @@ def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None
     result: dict[str, Any] | None = None
     try:
         frame = pd.read_parquet(landing)
-    except Exception as err:  # unreadable file: quarantine it, do not crash the gate
+    except Exception as err:  # noqa: BLE001  # unreadable file: quarantine it, do not crash the gate
         outcome = GateOutcome(spec.name, day.isoformat(), False, 0, 1, 1,
                               [f"batch file unreadable as Parquet: {type(err).__name__}: {err}"])
     else:

@@ -29,7 +29,7 @@ def _connection(conn_id: str | None) -> Any | None:
 
     try:
         return BaseHook.get_connection(conn_id)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001
         log.warning("alert: connection %r not available (%s); alert only logged", conn_id, type(err).__name__)
         return None
 
@@ -55,7 +55,7 @@ def send_alert(alert: Alert, *, webhook_conn_id: str | None = "lifecycle_alerts"
             user=smtp.login or None, password=smtp.password, starttls=bool(extra.get("starttls")))))
     try:
         ledger = Ledger()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001
         log.warning("alert: ledger unavailable (%s); delivering without recording", err)
         ledger = None
     return deliver(alert, channels, ledger, key=key)

@@ -1,0 +1,125 @@
+"""Traffic weights per model version, persisted in the lifecycle DB so a restarted gateway comes back with the
+same weights. Every change is validated as a whole and written in one transaction, and appended to a history
+table (what the canary did, and when)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lifecycle.ledger import connect, utcnow_iso
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS traffic (
+    model      TEXT NOT NULL,
+    version    TEXT NOT NULL,
+    weight     INTEGER NOT NULL CHECK (weight BETWEEN 0 AND 100),
+    loaded     INTEGER NOT NULL DEFAULT 1,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS traffic_history (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    model   TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    weights TEXT NOT NULL,
+    reason  TEXT NOT NULL
+);
+"""
+
+
+class TrafficError(ValueError):
+    """A traffic change that cannot be applied; nothing was changed."""
+
+
+def validate_weights(weights: dict[str, int], loaded: set[str]) -> dict[str, int]:
+    """Weights must be integers in [0, 100] summing to 100, over loaded versions only."""
+    if not isinstance(weights, dict) or not weights:
+        raise TrafficError("weights must be a non-empty object {version: percent}")
+    clean: dict[str, int] = {}
+    for version, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            raise TrafficError(f"weight of version {version} must be an integer percent, got {weight!r}")
+        if not 0 <= weight <= 100:
+            raise TrafficError(f"weight of version {version} must be between 0 and 100, got {weight}")
+        if str(version) not in loaded:
+            raise TrafficError(f"version {version} is not loaded in the gateway (loaded: {sorted(loaded) or 'none'})")
+        clean[str(version)] = weight
+    total = sum(clean.values())
+    if total != 100:
+        raise TrafficError(f"weights must sum to 100, got {total} ({clean})")
+    return clean
+
+
+class TrafficStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        conn = connect(path)
+        try:
+            conn.executescript(_SCHEMA)
+        finally:
+            conn.close()
+
+    def versions(self, model: str) -> dict[str, tuple[int, bool]]:
+        """``{version: (weight, loaded)}`` for the model."""
+        conn = connect(self.path)
+        try:
+            rows = conn.execute("SELECT version, weight, loaded FROM traffic WHERE model = ?", (model,)).fetchall()
+        finally:
+            conn.close()
+        return {v: (w, bool(loaded)) for v, w, loaded in rows}
+
+    def weights(self, model: str) -> dict[str, int]:
+        return {v: w for v, (w, loaded) in self.versions(model).items() if loaded}
+
+    def set_weights(self, model: str, weights: dict[str, int], reason: str) -> dict[str, int]:
+        """Replace the model's weights atomically (versions not named get 0)."""
+        conn = connect(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            loaded = {v for v, in conn.execute("SELECT version FROM traffic WHERE model = ? AND loaded = 1",
+                                               (model,))}
+            clean = validate_weights(weights, loaded)
+            now = utcnow_iso()
+            conn.execute("UPDATE traffic SET weight = 0, updated_at = ? WHERE model = ?", (now, model))
+            for version, weight in clean.items():
+                conn.execute("UPDATE traffic SET weight = ?, updated_at = ? WHERE model = ? AND version = ?",
+                             (weight, now, model, version))
+            conn.execute("INSERT INTO traffic_history (model, at, weights, reason) VALUES (?, ?, ?, ?)",
+                         (model, now, json.dumps(clean, sort_keys=True), reason))
+            conn.execute("COMMIT")
+            return clean
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def mark_loaded(self, model: str, version: str, loaded: bool) -> None:
+        """Record that a version is (or is no longer) loaded; unloading needs weight 0."""
+        conn = connect(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT weight FROM traffic WHERE model = ? AND version = ?",
+                               (model, version)).fetchone()
+            if not loaded and row and row[0] > 0:
+                conn.execute("ROLLBACK")
+                raise TrafficError(f"version {version} still has weight {row[0]}; move its traffic first")
+            if row is None:
+                conn.execute("INSERT INTO traffic (model, version, weight, loaded, updated_at) VALUES (?, ?, 0, ?, ?)",
+                             (model, version, int(loaded), utcnow_iso()))
+            else:
+                conn.execute("UPDATE traffic SET loaded = ?, updated_at = ? WHERE model = ? AND version = ?",
+                             (int(loaded), utcnow_iso(), model, version))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def history(self, model: str) -> list[dict]:
+        conn = connect(self.path)
+        try:
+            rows = conn.execute("SELECT at, weights, reason FROM traffic_history WHERE model = ? ORDER BY id",
+                                (model,)).fetchall()
+        finally:
+            conn.close()
+        return [{"at": at, "weights": json.loads(w), "reason": r} for at, w, r in rows]

@@ -1,0 +1,261 @@
+"""The serving gateway over real HTTP (uvicorn on a loopback port), serving versions from a real registry."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import uvicorn
+
+from lifecycle import trainflow as tf
+from lifecycle.registry import CHAMPION, Registry
+from lifecycle.services import free_port
+from lifecycle.serving.app import Gateway, create_app
+from lifecycle.validation import gate_batch
+from tests.conftest import DAYS, land_days
+
+pytestmark = pytest.mark.integration
+TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+ROW = {"age": 41, "income": 52000.0, "debt_to_income": 0.31, "credit_utilization": 0.42, "num_open_accounts": 6,
+       "months_employed": 30, "loan_amount": 12000.0, "home_ownership": "RENT", "loan_purpose": "car",
+       "region": "north"}
+
+
+class Server:
+    def __init__(self, gateway: Gateway) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(create_app(gateway), port=self.port, log_level="warning",
+                                                    loop="asyncio", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "gateway did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def registry_with_two_versions(tmp_path_factory, spec):
+    """v1 (champion) and v2, trained briefly on four validated days."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIFECYCLE_HOME", str(tmp_path_factory.mktemp("gateway") / "state"))
+        from lifecycle.paths import StatePaths
+
+        paths = StatePaths.current()
+        for day in land_days(spec, paths, days=DAYS[:4]):
+            gate_batch(spec, day, paths=paths)
+        registry = Registry(paths)
+        for seed, run in ((1, "r1"), (2, "r2")):
+            trained = tf.train_candidate(spec, DAYS[3], run, epochs=2, overrides={"seed": seed}, paths=paths)
+            registry.register(spec.model_name, trained["model_uri"], trained["run_id"],
+                              {"lifecycle.dag_run_id": run}, model_id=trained["model_id"])
+        registry.set_alias(spec.model_name, CHAMPION, "1")
+        yield paths, mp
+
+
+@pytest.fixture(scope="module")
+def gateway(registry_with_two_versions, spec):
+    paths, _ = registry_with_two_versions
+    gw = Gateway([spec], paths, token=TOKEN, sync_seconds=0.2)
+    with Server(gw) as server:
+        server.gateway = gw
+        yield server
+
+
+@pytest.fixture
+def client(gateway):
+    with httpx.Client(base_url=gateway.url, timeout=30) as c:
+        yield c
+
+
+def set_weights(client, weights):
+    return client.put("/admin/models/credit_default/traffic", json={"weights": weights, "reason": "test"},
+                      headers=ADMIN)
+
+
+def test_champion_serves_one_row_and_a_batch(client):
+    set_weights(client, {"1": 100})
+    one = client.post("/v1/models/credit_default/predict", json=ROW)
+    assert one.status_code == 200
+    body = one.json()
+    assert body["version"] == "1" and len(body["request_id"]) == 32
+    assert 0 <= body["predictions"][0]["probability"] <= 1 and body["predictions"][0]["label"] in (0, 1)
+    batch = client.post("/v1/models/credit_default/predict", json=[ROW] * 100)
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == 100
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        pytest.param(b'{"age": 41,', 400, "malformed JSON", id="malformed-json"),
+        pytest.param({k: v for k, v in ROW.items() if k != "income"}, 422, "missing feature(s) ['income']",
+                     id="missing-feature"),
+        pytest.param({**ROW, "zodiac": "leo"}, 422, "unknown field(s) ['zodiac']", id="extra-feature"),
+        pytest.param({**ROW, "age": "forty"}, 422, "age must be a number, got str 'forty'", id="wrong-type"),
+        pytest.param({**ROW, "region": 3}, 422, "region must be a string", id="wrong-type-categorical"),
+        pytest.param({**ROW, "age": True}, 422, "age must be a number, got bool", id="bool-is-not-a-number"),
+        pytest.param(b'{"age": NaN}', 400, "NaN and Infinity are not valid", id="nan"),
+        pytest.param({**ROW, "age": None}, 422, "age must not be null", id="null-not-allowed"),
+        pytest.param([ROW] * 1001, 413, "exceeds the limit of 1000", id="oversized-batch"),
+        pytest.param([], 400, "empty batch", id="empty-batch"),
+        pytest.param("hello", 400, "body must be a JSON object", id="not-an-object"),
+        pytest.param([ROW, [1, 2]], 422, "row 1: must be an object", id="row-not-an-object"),
+    ],
+)
+def test_bad_requests_get_a_precise_4xx_and_the_server_lives_on(client, body, status, fragment):
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    resp = client.post("/v1/models/credit_default/predict", **kwargs)
+    assert resp.status_code == status, resp.text
+    assert fragment in resp.json()["error"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_nullable_feature_accepts_null(client):
+    assert client.post("/v1/models/credit_default/predict", json={**ROW, "income": None}).status_code == 200
+
+
+def test_unknown_model_is_404_naming_the_served_ones(client):
+    resp = client.post("/v1/models/nope/predict", json=ROW)
+    assert resp.status_code == 404 and "served: ['credit_default']" in resp.json()["error"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}],
+                         ids=["none", "wrong", "no-scheme"])
+def test_admin_api_needs_the_token(client, headers):
+    resp = client.put("/admin/models/credit_default/traffic", json={"weights": {"1": 100}}, headers=headers)
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("weights", "fragment"),
+    [
+        pytest.param({"1": 60, "2": 30}, "must sum to 100", id="sum"),
+        pytest.param({"1": 50, "9": 50}, "['9'] not loaded", id="unknown-version"),
+        pytest.param({"1": 101}, "must be between 0 and 100", id="range"),
+        pytest.param({"1": 50.5, "2": 49.5}, "must be an integer", id="float"),
+    ],
+)
+def test_bad_weights_are_refused_and_change_nothing(client, weights, fragment):
+    assert client.post("/admin/models/credit_default/versions/2/load", headers=ADMIN).status_code == 200
+    set_weights(client, {"1": 100})
+    resp = set_weights(client, weights)
+    assert resp.status_code == 422 and fragment in resp.json()["error"]
+    assert client.get("/admin/models/credit_default/traffic", headers=ADMIN).json()["weights"] == {"1": 100, "2": 0}
+
+
+def test_loading_an_unregistered_version_is_404(client):
+    resp = client.post("/admin/models/credit_default/versions/42/load", headers=ADMIN)
+    assert resp.status_code == 404 and "not in the registry" in resp.json()["error"]
+
+
+def test_routing_follows_weights_within_statistical_tolerance(client):
+    client.post("/admin/models/credit_default/versions/2/load", headers=ADMIN)
+    assert set_weights(client, {"1": 70, "2": 30}).status_code == 200
+    n = 1500
+    served = [client.post("/v1/models/credit_default/predict", json=ROW).json()["version"] for _ in range(n)]
+    share = served.count("2") / n
+    sigma = (0.3 * 0.7 / n) ** 0.5
+    assert abs(share - 0.3) < 4 * sigma, share
+
+
+def test_sticky_key_keeps_a_customer_on_one_version(client):
+    client.post("/admin/models/credit_default/versions/2/load", headers=ADMIN)
+    set_weights(client, {"1": 50, "2": 50})
+    by_key = {}
+    for key in (f"C{i:07d}" for i in range(40)):
+        seen = {client.post("/v1/models/credit_default/predict", json=ROW,
+                            headers={"X-Routing-Key": key}).json()["version"] for _ in range(5)}
+        assert len(seen) == 1, key
+        by_key[key] = seen.pop()
+    assert set(by_key.values()) == {"1", "2"}
+
+
+def test_hot_swap_under_load_drops_no_request(gateway, client):
+    client.post("/admin/models/credit_default/versions/2/load", headers=ADMIN)
+    set_weights(client, {"1": 100})
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def hammer():
+        with httpx.Client(base_url=gateway.url, timeout=30) as c:
+            while not stop.is_set():
+                statuses.append(c.post("/v1/models/credit_default/predict", json=ROW).status_code)
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(4):
+            pool.submit(hammer)
+        for weights in ({"1": 50, "2": 50}, {"2": 100}, {"1": 100}):
+            time.sleep(0.3)
+            assert set_weights(client, weights).status_code == 200
+        assert client.delete("/admin/models/credit_default/versions/2", headers=ADMIN).status_code == 200
+        time.sleep(0.3)
+        assert client.post("/admin/models/credit_default/versions/2/load", headers=ADMIN).status_code == 200
+        time.sleep(0.3)
+        stop.set()
+    assert len(statuses) > 50 and set(statuses) == {200}
+
+
+def test_unloading_a_version_with_traffic_is_refused(client):
+    client.post("/admin/models/credit_default/versions/2/load", headers=ADMIN)
+    set_weights(client, {"1": 50, "2": 50})
+    resp = client.delete("/admin/models/credit_default/versions/2", headers=ADMIN)
+    assert resp.status_code == 409 and "still has weight 50" in resp.json()["error"]
+
+
+def test_feedback_joins_by_request_id_and_feeds_live_stats(client):
+    set_weights(client, {"1": 100})
+    since = time.time()
+    rid = client.post("/v1/models/credit_default/predict", json=ROW).json()["request_id"]
+    resp = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 1})
+    assert resp.status_code == 202 and resp.json() == {"accepted": 1, "matched": 1}
+    stats = client.get(f"/admin/models/credit_default/stats?since={since}", headers=ADMIN).json()
+    assert stats["versions"]["1"]["requests"] >= 1 and stats["versions"]["1"]["feedback"] == 1
+    bad = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 7})
+    assert bad.status_code == 422 and "label must be 0 or 1" in bad.json()["error"]
+
+
+def test_predictions_and_feedback_are_logged_by_model_and_hour(gateway, client, registry_with_two_versions):
+    from lifecycle.serving.predlog import read_log
+
+    paths, _ = registry_with_two_versions
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    rid = client.post("/v1/models/credit_default/predict", json=ROW).json()["request_id"]
+    client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 0})
+    gateway.gateway.logs.flush()
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    preds = read_log(paths.root / "serving", "predictions", "credit_default", start, end)
+    [logged] = [p for p in preds if p["request_id"] == rid]
+    assert logged["rows"] == [ROW] and logged["version"] in ("1", "2") and logged["latency_ms"] > 0
+    feedback = read_log(paths.root / "serving", "feedback", "credit_default", start, end)
+    assert any(f["request_id"] == rid and f["label"] == [0] for f in feedback)
+    hour = dt.datetime.now(dt.UTC)
+    assert (paths.root / "serving" / "predictions" / "credit_default" / f"date={hour:%Y-%m-%d}").exists()
+
+
+def test_metrics_and_readiness(client):
+    client.post("/v1/models/credit_default/predict", json=ROW)
+    text = client.get("/metrics").text
+    assert 'gateway_requests_total{model="credit_default",status="ok",version="' in text
+    assert "gateway_latency_seconds_bucket" in text
+    assert client.get("/readyz").json() == {"ready": True, "problems": []}
+
+
+def test_a_restarted_gateway_comes_back_with_the_same_weights(client, registry_with_two_versions, spec):
+    paths, _ = registry_with_two_versions
+    client.post("/admin/models/credit_default/versions/2/load", headers=ADMIN)
+    assert set_weights(client, {"1": 80, "2": 20}).status_code == 200
+    with Server(Gateway([spec], paths, token=TOKEN)) as again, httpx.Client(base_url=again.url) as c:
+        assert c.get("/admin/models/credit_default/traffic", headers=ADMIN).json()["weights"] == {"1": 80, "2": 20}
+        assert c.get("/readyz").status_code == 200
