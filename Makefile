@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-unit test-integration lint up down status bench-orchestration lock clean
+.PHONY: venv demo test test-unit test-integration lint up down status bench-orchestration bench-serving lock clean
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -42,3 +42,7 @@ lock: venv
 
 clean: down
 	rm -rf .lifecycle
+
+bench-serving: venv
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@$(PY) bench/serving.py

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import os
@@ -163,7 +164,7 @@ class Gateway:
         self.token = token or gateway_token(self.paths)
         self.loader = loader or default_loader(self.paths)
         self.logs = LogWriter(self.paths.root / "serving")
-        self.recent: OrderedDict[str, tuple[str, str, list[int], float]] = OrderedDict()
+        self.recent: OrderedDict[str, tuple[str, str, tuple[int, ...], float]] = OrderedDict()
         self.sync_seconds = sync_seconds
         self._lock = asyncio.Lock()
         self._sync_task: asyncio.Task | None = None
@@ -174,6 +175,7 @@ class Gateway:
         for name in self.models:
             await self._sync_model(name, bootstrap=True)
         self._sync_task = asyncio.create_task(self._sync_loop())
+        _freeze_heap()
 
     async def stop(self) -> None:
         if self._sync_task:
@@ -239,6 +241,7 @@ class Gateway:
             rt.weights = {**rt.weights, version: rt.weights.get(version, 0)}
             rt.stats.setdefault(version, LiveStats())
         await asyncio.to_thread(self.store.mark_loaded, model, version, True)
+        _freeze_heap()
         log.info("gateway: loaded %s v%s", model, version)
         return loaded
 
@@ -283,7 +286,7 @@ class Gateway:
         if version is None:
             raise RequestError(f"no version of {model} has traffic", 503)
         p = version.scorer.proba(rows)
-        labels = (p >= version.scorer.threshold).astype(int).tolist()
+        labels = tuple((p >= version.scorer.threshold).astype(int).tolist())  # a tuple: untracked by the GC
         request_id = uuid.uuid4().hex
         now = time.time()
         latency_ms = (time.perf_counter() - start) * 1000
@@ -344,6 +347,13 @@ class Gateway:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self.token.encode())
+
+
+def _freeze_heap() -> None:
+    """Move everything alive now (mlflow, torch, the loaded models: millions of objects) out of the cyclic
+    GC's reach. Without it every full collection walks them all and stalls requests for ~100 ms (p99)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _parse(body: bytes) -> Any:
