@@ -161,6 +161,42 @@ class ServingConfig(_Strict):
     sticky_key: str | None = None
 
 
+class CanarySLO(_Strict):
+    """Live checks of the challenger against the champion at every canary step."""
+
+    #: Largest allowed excess of the challenger's error rate over the champion's.
+    max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.01
+    #: The challenger's p99 latency may not exceed max(max_p99_ms, champion p99 x max_p99_ratio).
+    max_p99_ms: Annotated[float, Field(gt=0)] = 25.0
+    max_p99_ratio: Annotated[float, Field(gt=0)] = 2.0
+    #: Accuracy on labelled feedback: breach when a one-sided two-proportion z-test says the challenger is
+    #: worse than the champion by more than ``accuracy_margin`` at significance ``alpha``.
+    accuracy_margin: Annotated[float, Field(ge=0, le=1)] = 0.0
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    #: Labelled rows needed per version before accuracy is judged.
+    min_feedback: Annotated[int, Field(ge=0)] = 100
+
+
+class CanaryPlan(_Strict):
+    """Stepwise traffic shift for a challenger, watched live at every step."""
+
+    steps: Annotated[list[Annotated[int, Field(gt=0, le=100)]], Field(min_length=1)] = [5, 25, 50, 100]
+    #: A step is judged once the challenger served this many requests for at least ``min_seconds``.
+    min_requests: Annotated[int, Field(gt=0)] = 200
+    min_seconds: Annotated[float, Field(ge=0)] = 60.0
+    #: Give up (and roll back) when a step has not gathered enough evidence after this long.
+    max_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    poll_seconds: Annotated[float, Field(gt=0)] = 5.0
+    slo: CanarySLO = CanarySLO()
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_to_100(cls, steps: list[int]) -> list[int]:
+        if steps != sorted(set(steps)) or steps[-1] != 100:
+            raise ValueError("steps must be strictly increasing percentages ending at 100")
+        return steps
+
+
 class Schedules(_Strict):
     """Cron expressions (or Airflow presets) for each lifecycle DAG."""
 
@@ -191,6 +227,7 @@ class ModelSpec(_Strict):
     slices: list[Slice] = Field(default_factory=list)
     schedules: Schedules = Schedules()
     serving: ServingConfig = ServingConfig()
+    canary: CanaryPlan = CanaryPlan()
     alerts: AlertConfig = AlertConfig()
     tags: list[str] = Field(default_factory=list)
 

@@ -46,3 +46,33 @@ class TorchTrainOperator(BaseOperator):
             self.log.info("training %s on the window ending %s (reason: %s)", self.model, end, self.reason)
             return train_candidate(spec, end, context["run_id"], epochs=epochs, overrides=overrides,
                                    reason=str(self.reason))
+
+
+class CanaryWatchOperator(BaseOperator):
+    """Defer until the canary step has enough live evidence (requests, duration, labels); no worker waits.
+
+    Returns ``{"timed_out": bool, ...}``; the judge decides, so a step that never gathers evidence is rolled
+    back with that reason rather than failing the DAG run.
+    """
+
+    template_fields: Sequence[str] = ("since",)
+    ui_color = "#f0c419"
+
+    def __init__(self, *, model: str, plan: dict[str, Any], since: str, version: str,
+                 gateway_conn_id: str = "lifecycle_gateway", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model, self.plan, self.since, self.version = model, plan, since, version
+        self.gateway_conn_id = gateway_conn_id
+
+    def execute(self, context: Any) -> None:
+        from lifecycle_airflow.triggers import CanaryStepTrigger
+
+        version = context["ti"].xcom_pull(task_ids=self.version)["version"]
+        self.log.info("canary watch: deferring until v%s has enough evidence for this step", version)
+        self.defer(trigger=CanaryStepTrigger(model=self.model, version=str(version), since=float(self.since),
+                                             plan=self.plan, gateway_conn_id=self.gateway_conn_id),
+                   method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        self.log.info("canary watch: %s", event)
+        return event

@@ -1,0 +1,88 @@
+"""A simulated client population for the gateway: customers with sticky ids sending loan applications at a
+steady rate, and the true outcome (the label) reported back as feedback after a delay, as a lender's
+back office would. Used by the demo and the deploy tests."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from lifecycle.spec import ModelSpec
+
+
+class ClientPopulation:
+    def __init__(self, spec: ModelSpec, gateway_url: str, *, rate: float = 100.0,
+                 feedback_delay: tuple[float, float] = (0.5, 2.0), day: dt.date = dt.date(2026, 2, 1),
+                 scenario: str = "stable", seed: int = 0) -> None:
+        from lifecycle.datagen import Scenario, generate_batch
+        from lifecycle.validation import numpy_dtypes
+
+        frame = numpy_dtypes(generate_batch(spec, day, Scenario.parse(scenario)))
+        features = frame[spec.data.feature_names].astype(object).where(frame[spec.data.feature_names].notna(), None)
+        self.rows: list[dict[str, Any]] = features.to_dict("records")
+        self.labels = frame[spec.data.target].astype(int).tolist()
+        self.ids = frame[spec.data.id_column].astype(str).tolist()
+        self.url = gateway_url.rstrip("/") + f"/v1/models/{spec.name}"
+        self.rate, self.delay = rate, feedback_delay
+        self.rng = random.Random(seed)
+        self.pending: deque[tuple[float, str, int]] = deque()
+        self.sent = self.ok = self.failed = self.feedback_sent = 0
+        self.statuses: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._requests, daemon=True, name="clients"),
+                         threading.Thread(target=self._feedback, daemon=True, name="back-office")]
+
+    def _requests(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                i = self.rng.randrange(len(self.rows))
+                try:
+                    resp = http.post(f"{self.url}/predict", json=self.rows[i], headers={"X-Routing-Key": self.ids[i]})
+                    self.statuses[resp.status_code] = self.statuses.get(resp.status_code, 0) + 1
+                    if resp.status_code == 200:
+                        self.ok += 1
+                        due = time.monotonic() + self.rng.uniform(*self.delay)
+                        self.pending.append((due, resp.json()["request_id"], self.labels[i]))
+                    else:
+                        self.failed += 1
+                except httpx.HTTPError:
+                    self.failed += 1
+                self.sent += 1
+                next_at += 1 / self.rate
+                pause = next_at - time.monotonic()
+                if pause > 0:
+                    self._stop.wait(pause)
+                else:
+                    next_at = time.monotonic()
+
+    def _feedback(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            while not self._stop.wait(0.25):
+                batch = []
+                while self.pending and self.pending[0][0] <= time.monotonic():
+                    _, rid, label = self.pending.popleft()
+                    batch.append({"request_id": rid, "label": label})
+                if batch:
+                    try:
+                        http.post(f"{self.url}/feedback", json=batch).raise_for_status()
+                        self.feedback_sent += len(batch)
+                    except httpx.HTTPError:
+                        pass
+
+    def start(self) -> ClientPopulation:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        return {"sent": self.sent, "ok": self.ok, "failed": self.failed, "feedback": self.feedback_sent}

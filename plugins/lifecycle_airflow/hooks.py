@@ -1,0 +1,45 @@
+"""Hook for the serving gateway's admin API, configured by an Airflow ``http`` connection."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from lifecycle.serving.client import GatewayClient
+
+
+class GatewayHook(BaseHook):
+    """``lifecycle_gateway``: host/port (or ``extra.base_url``) of the gateway; the password is its admin token."""
+
+    conn_name_attr = "gateway_conn_id"
+    default_conn_name = "lifecycle_gateway"
+    conn_type = "http"
+    hook_name = "Lifecycle serving gateway"
+
+    def __init__(self, gateway_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gateway_conn_id = gateway_conn_id
+
+    @staticmethod
+    def base_url(conn: Any) -> str:
+        extra = conn.extra_dejson or {}
+        if extra.get("base_url"):
+            return str(extra["base_url"]).rstrip("/")
+        return f"{extra.get('scheme', 'http')}://{conn.host}:{conn.port or 80}"
+
+    def get_conn(self) -> GatewayClient:
+        from lifecycle.serving.client import GatewayClient
+
+        conn = self.get_connection(self.gateway_conn_id)
+        if not conn.password:
+            raise ValueError(f"connection {self.gateway_conn_id!r} has no password: set it to the gateway's "
+                             "admin token")
+        return GatewayClient(self.base_url(conn), conn.password)
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            ready = self.get_conn().ready()
+        except Exception as err:  # noqa: BLE001 - the UI shows the message
+            return False, str(err)
+        return True, f"gateway ready: {ready}"
