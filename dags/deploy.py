@@ -1,8 +1,8 @@
 """
 ### Deploy: `<model>__deploy` (canary with automatic rollback)
 
-Starts when the train DAG registers a challenger (the `<model>.challenger` asset), or from the UI with a
-`version` param. Traffic moves to the challenger step by step (the spec's `canary.steps`, e.g. 5% -> 25% ->
+Started by the train DAG when it registers a challenger (its `start_canary` task, conf `{"version": N}`), or
+from the UI with a `version` param (default: the version holding the `challenger` alias). Traffic moves to the challenger step by step (the spec's `canary.steps`, e.g. 5% -> 25% ->
 50% -> 100%) through the serving gateway's admin API. At every step a deferrable watch waits, without holding a
 worker, until the challenger has served `min_requests` for `min_seconds` and enough labelled feedback arrived;
 then the judge compares challenger and champion on live data: error rate, p99 latency, and accuracy on
@@ -20,12 +20,11 @@ from typing import Any
 
 from airflow.sdk import Param, TaskGroup, dag, task
 
-from lifecycle_airflow.dagkit import challenger_asset, default_args, fail_fast, load_specs, start_date
+from lifecycle_airflow.dagkit import default_args, fail_fast, load_specs, start_date
 from lifecycle_airflow.operators import CanaryWatchOperator
 
 
 def build_deploy(spec):
-    asset = challenger_asset(spec)
     steps = spec.canary.steps
 
     def gateway():
@@ -37,7 +36,7 @@ def build_deploy(spec):
         dag_id=f"{spec.name}__deploy",
         description=f"Canary deployment of a {spec.name} challenger with automatic rollback",
         doc_md=__doc__,
-        schedule=[asset],
+        schedule=None,
         start_date=start_date(spec),
         catchup=False,
         max_active_runs=1,
@@ -53,9 +52,6 @@ def build_deploy(spec):
             from lifecycle.deploy import DeployError, start_canary
 
             version = context["params"].get("version")
-            if version is None:
-                events = (context.get("triggering_asset_events") or {}).get(asset) or []
-                version = next((e.extra.get("version") for e in reversed(events) if e.extra.get("version")), None)
             if version is None:
                 from lifecycle.registry import CHALLENGER, Registry
 

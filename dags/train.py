@@ -6,7 +6,8 @@ training window ending the day before the run's data interval ends, evaluates it
 the same held-out rows (overall and per slice), applies the promotion gate and registers the candidate in the
 MLflow registry with its lineage tags.
 
-* first model to pass the gate: alias `champion`; a later one: alias `challenger` (the deploy DAG canaries it).
+* first model to pass the gate: alias `champion`; a later one: alias `challenger`, and the deploy DAG is
+  triggered to canary it.
 * a rejected candidate is registered too, tagged `lifecycle.status=rejected` with the gate's reason.
 * nothing new since the last training (same validated batches): the run skips, unless `force` is set.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
 from lifecycle_airflow.dagkit import (
@@ -121,15 +123,26 @@ def build_train(spec):
             return result["status"] == "challenger"
 
         @task(outlets=[asset])
-        def announce_challenger(result: dict[str, Any], **context: Any) -> None:
-            """Update the challenger asset: the deploy DAG starts its canary from it."""
+        def announce_challenger(result: dict[str, Any], **context: Any) -> dict[str, Any]:
+            """Update the challenger asset (lineage in the UI) and hand the version to the deploy DAG."""
             context["outlet_events"][asset].extra = {"version": result["version"]}
+            return {"version": int(result["version"]), "reason": f"challenger from {context['run_id']}"}
+
+        # An explicit trigger rather than an asset schedule: it also runs when the scheduler's time
+        # schedules are off (the demo's simulated calendar), and the link shows in the UI.
+        start_canary = TriggerDagRunOperator(
+            task_id="start_canary",
+            trigger_dag_id=f"{spec.name}__deploy",
+            trigger_run_id="canary__{{ run_id }}",
+            conf="{{ ti.xcom_pull(task_ids='announce_challenger') }}",
+            wait_for_completion=False,
+        )
 
         trained = train.output
         plan() >> train
         evaluation = evaluate(trained)
         result = register(trained, evaluation, gate(evaluation))
-        is_challenger(result) >> announce_challenger(result)
+        is_challenger(result) >> announce_challenger(result) >> start_canary
 
     return train_dag()
 

@@ -7,20 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 from lifecycle.paths import PROJECT_ROOT, StatePaths
-
-
-def _secret(paths: StatePaths, name: str) -> str:
-    """A per-state-folder random secret, created once (never in the repo)."""
-    path = paths.root / "secrets" / name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts_url: str | None = None,
@@ -49,8 +38,8 @@ def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(paths, "jwt_secret"),
-        "AIRFLOW__API__SECRET_KEY": _secret(paths, "api_secret_key"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": paths.secret("jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY": paths.secret("api_secret_key"),
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",

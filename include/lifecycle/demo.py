@@ -1,11 +1,16 @@
 """The main job: the model lifecycle on the embedded default, driven through Airflow's REST API.
 
-1. reset ``.lifecycle/`` (unless ``KEEP_STATE=1``) and start Airflow + the alert receiver;
-2. land a week of daily batches (one with out-of-range values, one with a missing column);
-3. trigger the data gate for each day: good batches are validated, broken ones quarantined (ops alerted);
-4. trigger the train DAG: v1 is trained on the validated batches only, passes the gate, becomes champion;
-5. trigger a deliberately under-trained candidate: the gate rejects it with its reason;
-6. write the HTML lifecycle report and ``.lifecycle/demo/summary.json``, print the timeline, stop services
+1. reset ``.lifecycle/`` (unless ``KEEP_STATE=1``); start Airflow, the serving gateway, the alert receiver;
+2. week 1: land daily batches (one with out-of-range values, one with a missing column) and gate them:
+   good batches are validated, broken ones quarantined (ops alerted);
+3. train v1 on the validated batches only: it passes the gate, becomes champion, the gateway serves it to a
+   simulated client population (sticky customer ids, true outcomes reported back with a delay);
+4. a deliberately under-trained candidate: the offline gate rejects it;
+5. week 2: the upstream label join breaks (a concept-drift knob): the batches pass the data gate, the candidate
+   trained on them beats the champion on its own held-out rows and passes the offline gate, but the canary
+   sees live outcomes: the accuracy check fails at the first step and the gateway is rolled back by itself;
+6. week 3: clean data again; the retrained candidate is canaried 5% -> 25% -> 50% -> 100% and promoted;
+7. write the HTML lifecycle report and ``.lifecycle/demo/summary.json``, print the timeline, stop services
    (unless ``KEEP=1``).
 """
 from __future__ import annotations
@@ -25,9 +30,14 @@ from lifecycle.spec import ModelSpec, get_spec
 
 DEMO_MODEL = "credit_default"
 FIRST_DAY = dt.date(2026, 1, 1)
-#: Day offset -> scenario of that day's batch.
-TIMELINE = {0: "stable", 1: "stable", 2: "stable", 3: "broken:out_of_range", 4: "stable", 5: "stable",
-            6: "broken:missing_column"}
+#: Week -> day offset within the week -> scenario of that day's batch.
+WEEKS = {
+    1: {0: "stable", 1: "stable", 2: "stable", 3: "broken:out_of_range", 4: "stable", 5: "stable",
+        6: "broken:missing_column"},
+    2: dict.fromkeys(range(7), "concept_drift:1"),  # a broken label join upstream: invisible to GX
+    3: dict.fromkeys(range(7), "stable"),
+}
+CLIENT_RATE = 200.0  # requests per second from the simulated client population
 
 
 def say(msg: str) -> None:
@@ -96,10 +106,85 @@ def print_timeline(paths: StatePaths) -> None:
         print(f"  {e.at}  {e.model:<16} {who:<4} {e.event:<18} {e.reason[:110]}")
 
 
+def week_days(week: int) -> list[dt.date]:
+    first = FIRST_DAY + dt.timedelta(days=7 * (week - 1))
+    return [first + dt.timedelta(days=i) for i in sorted(WEEKS[week])]
+
+
+def gate_week(client, spec: ModelSpec, paths: StatePaths, week: int) -> None:
+    """Land a week of batches and run the data gate on each day through the REST API."""
+    from lifecycle.datagen import Scenario, land_batch
+
+    gate_id = f"{spec.name}__data_gate"
+    days = week_days(week)
+    scenarios = WEEKS[week]
+    for i, day in enumerate(days):
+        land_batch(spec, day, Scenario.parse(scenarios[i]), paths)
+    broken = sum(1 for v in scenarios.values() if v.startswith("broken"))
+    say(f"week {week}: landed {len(days)} daily batches {days[0]}..{days[-1]}"
+        + (f" ({broken} broken)" if broken else ""))
+    runs = [client.trigger(gate_id, run_id=f"demo_gate_{day}", interval=(_utc(day), _utc(day + dt.timedelta(1))),
+                           note=f"demo: batch {day} ({scenarios[i]})") for i, day in enumerate(days)]
+    verdicts = []
+    for run_id in runs:
+        result = client.wait(gate_id, run_id, timeout=600)
+        _expect_success(client, result, paths)
+        verdicts.append("Q" if result.tasks.get("alert_quarantine") == "success" else "ok")
+    say(f"  data gate: {' '.join(verdicts)}  (Q = quarantined)")
+
+
+def train(client, spec: ModelSpec, paths: StatePaths, run_id: str, last_day: dt.date, conf: dict) -> None:
+    """Trigger the train DAG for the window ending ``last_day`` and report the registry outcome."""
+    train_id = f"{spec.name}__train"
+    interval = (_utc(last_day, 2), _utc(last_day + dt.timedelta(1), 2))
+    client.trigger(train_id, run_id=run_id, interval=interval, conf=conf)
+    result = client.wait(train_id, run_id, timeout=900)
+    _expect_success(client, result, paths)
+    last = Ledger(paths.ledger_db).events(spec.name)
+    gate = next((e for e in reversed(last) if e.event in ("gate_passed", "gate_rejected") and e.run_id == run_id),
+                None)
+    say(f"  {run_id}: {gate.reason if gate else result.tasks} ({result.seconds:.0f}s)")
+
+
+def wait_serving(gateway_url: str, model: str, timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        resp = httpx.post(f"{gateway_url}/v1/models/{model}/predict", content=b"[]")
+        if resp.status_code == 400:  # the model is served (an empty batch is refused, not "no traffic")
+            return
+        time.sleep(1)
+    raise SystemExit(f"demo: the gateway never started serving {model}")
+
+
+def canary(client, deploy_id: str, paths: StatePaths, after: str) -> None:
+    """Wait for the deploy run the train run's challenger asset started, and report how it ended."""
+    deadline = time.monotonic() + 120
+    run_id = None
+    while time.monotonic() < deadline and run_id is None:
+        runs = client._req("GET", f"/dags/{deploy_id}/dagRuns", params={"order_by": "-run_after", "limit": 5})
+        fresh = [r for r in runs["dag_runs"] if r["dag_run_id"] == f"canary__{after}"]
+        if fresh:
+            run_id = fresh[0]["dag_run_id"]
+        else:
+            time.sleep(2)
+    if run_id is None:
+        raise SystemExit(f"demo: no deploy run started after {after} (did it register a challenger?)")
+    say(f"  {after} registered a challenger and started {deploy_id} run {run_id}; canary in progress")
+    result = client.wait(deploy_id, run_id, timeout=1500, poll=3)
+    _expect_success(client, result, paths)
+    ended = [e for e in Ledger(paths.ledger_db).events(event="canary_step") if e.run_id == run_id]
+    final = next((e for e in reversed(Ledger(paths.ledger_db).events())
+                  if e.run_id == run_id and e.event in ("promoted", "rolled_back")), None)
+    say(f"  canary: {len(ended)} step(s); {final.event if final else '?'}: {final.reason if final else ''} "
+        f"({result.seconds:.0f}s)")
+
+
 def run(keep: bool = False, keep_state: bool = False) -> int:
     from lifecycle import services
     from lifecycle.airflow_client import AirflowClient
-    from lifecycle.datagen import Scenario, land_batch
+    from lifecycle.simulate import ClientPopulation
     from lifecycle.stack import start_stack
 
     started = time.monotonic()
@@ -116,47 +201,45 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
     try:
         client = AirflowClient(stack.airflow_url)
         gate_id, train_id = f"{spec.name}__data_gate", f"{spec.name}__train"
-        client.wait_for_dags([gate_id, train_id])
+        client.wait_for_dags([gate_id, train_id, f"{spec.name}__deploy", f"{spec.name}__rollback"])
         for dag_id in (gate_id, train_id):
             client.unpause(dag_id)
 
-        days = [FIRST_DAY + dt.timedelta(days=i) for i in sorted(TIMELINE)]
-        for i, day in enumerate(days):
-            land_batch(spec, day, Scenario.parse(TIMELINE[i]), paths)
-        say(f"landed {len(days)} daily batches {days[0]}..{days[-1]} "
-            f"({sum(1 for s in TIMELINE.values() if s.startswith('broken'))} broken) in {paths.landing(spec.name)}")
+        deploy_id = f"{spec.name}__deploy"
+        client.unpause(deploy_id)
+        gate_week(client, spec, paths, 1)
+        last = week_days(1)[-1]
+        train(client, spec, paths, "demo_train_v1", last, {"reason": "demo: first model on a week of validated data"})
 
-        runs = [client.trigger(gate_id, run_id=f"demo_gate_{day}", interval=(_utc(day), _utc(day + dt.timedelta(1))),
-                               note=f"demo: batch {day} ({TIMELINE[i]})") for i, day in enumerate(days)]
-        say(f"triggered {len(runs)} data gate runs through the REST API; waiting")
-        for run_id in runs:
-            result = client.wait(gate_id, run_id, timeout=600)
-            _expect_success(client, result, paths)
-            verdict = "quarantined" if result.tasks.get("alert_quarantine") == "success" else "validated"
-            say(f"  {run_id}: {verdict} ({result.seconds:.0f}s)")
+        say("starting the simulated client population against the gateway "
+            f"({CLIENT_RATE:.0f} req/s, sticky customer ids, outcomes reported 0.5-3 s later)")
+        wait_serving(stack.gateway_url, spec.name)
+        clients = ClientPopulation(spec, stack.gateway_url, rate=CLIENT_RATE, feedback_delay=(0.5, 3.0)).start()
+        try:
+            train(client, spec, paths, "demo_train_undertrained", last + dt.timedelta(1), {
+                "reason": "demo: deliberately under-trained candidate (1 epoch, tiny learning rate)",
+                "force": True, "epochs": 1, "overrides": {"learning_rate": 0.00005}})
 
-        last = days[-1]
-        interval = (_utc(last, 2), _utc(last + dt.timedelta(1), 2))
-        run_id = client.trigger(train_id, run_id="demo_train_v1", interval=interval,
-                                conf={"reason": "demo: first model on a week of validated data"})
-        say(f"triggered {train_id} for the window ending {last}; waiting (training on CPU)")
-        result = client.wait(train_id, run_id, timeout=900)
-        _expect_success(client, result, paths)
-        say(f"  {run_id}: {result.state} in {result.seconds:.0f}s")
+            gate_week(client, spec, paths, 2)
+            say("week 2: the label join upstream broke; batches still pass the data gate")
+            train(client, spec, paths, "demo_train_week2", week_days(2)[-1],
+                  {"reason": "demo: nightly retrain on week 2 (silently mislabelled)"})
+            canary(client, deploy_id, paths, after="demo_train_week2")
 
-        interval = (_utc(last + dt.timedelta(1), 2), _utc(last + dt.timedelta(2), 2))
-        run_id = client.trigger(train_id, run_id="demo_train_undertrained", interval=interval, conf={
-            "reason": "demo: deliberately under-trained candidate (1 epoch, tiny learning rate)",
-            "force": True, "epochs": 1, "overrides": {"learning_rate": 0.00005}})
-        say("triggered a deliberately under-trained candidate; the gate must reject it")
-        result = client.wait(train_id, run_id, timeout=900)
-        _expect_success(client, result, paths)
-        say(f"  {run_id}: {result.state} in {result.seconds:.0f}s")
+            gate_week(client, spec, paths, 3)
+            train(client, spec, paths, "demo_train_week3", week_days(3)[-1],
+                  {"reason": "demo: nightly retrain on week 3 (clean data)"})
+            canary(client, deploy_id, paths, after="demo_train_week3")
+        finally:
+            stats = clients.stop()
+        say(f"client population: {stats['sent']} requests, {stats['ok']} answered, {stats['failed']} failed, "
+            f"{stats['feedback']} outcomes reported; statuses {stats['statuses']}"
+            + (f", transport errors {stats['errors']}" if stats["errors"] else ""))
 
         mlflow_ui = f"mlflow ui --backend-store-uri {paths.tracking_uri} --port 5000"
         report = build_report(spec, paths, {"Airflow UI": stack.airflow_url, "MLflow UI (run: " + mlflow_ui + ")":
                                             "http://127.0.0.1:5000"})
-        summary = write_summary(paths, airflow_url=stack.airflow_url, gateway_url=None, report=report)
+        summary = write_summary(paths, airflow_url=stack.airflow_url, gateway_url=stack.gateway_url, report=report)
         print_timeline(paths)
         alerts = paths.root / "demo" / "alerts.jsonl"
         n_alerts = len(alerts.read_text().splitlines()) if alerts.exists() else 0
@@ -165,6 +248,7 @@ Done in {time.monotonic() - started:.0f}s.
   summary        {summary}
   report         {report}
   Airflow UI     {stack.airflow_url}   {'(still running: `make down` stops it)' if keep else '(stopped; `make up` restarts it)'}
+  gateway        {stack.gateway_url}/v1/models/{spec.name}/predict   (admin token: .lifecycle/secrets/gateway_token)
   MLflow UI      {mlflow_ui}
   alerts         {alerts} ({n_alerts} received)
   GX reports     {paths.reports / spec.name / 'gx'} and {paths.quarantine(spec.name)}

@@ -73,6 +73,17 @@ class StatePaths:
         """PID files and logs of services started by the project."""
         return self.root / "run"
 
+    def secret(self, name: str) -> str:
+        """A random secret kept in ``secrets/<name>`` (created once, mode 0600, never in the repo)."""
+        import secrets
+
+        path = self.root / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def landing(self, model: str) -> Path:
         return self.root / "data" / model / "landing"
 

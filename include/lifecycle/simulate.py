@@ -34,6 +34,7 @@ class ClientPopulation:
         self.pending: deque[tuple[float, str, int]] = deque()
         self.sent = self.ok = self.failed = self.feedback_sent = 0
         self.statuses: dict[int, int] = {}
+        self.errors: dict[str, int] = {}  # transport errors by kind
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._requests, daemon=True, name="clients"),
                          threading.Thread(target=self._feedback, daemon=True, name="back-office")]
@@ -52,8 +53,10 @@ class ClientPopulation:
                         self.pending.append((due, resp.json()["request_id"], self.labels[i]))
                     else:
                         self.failed += 1
-                except httpx.HTTPError:
+                except httpx.HTTPError as err:
                     self.failed += 1
+                    kind = type(err).__name__
+                    self.errors[kind] = self.errors.get(kind, 0) + 1
                 self.sent += 1
                 next_at += 1 / self.rate
                 pause = next_at - time.monotonic()
@@ -85,4 +88,5 @@ class ClientPopulation:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
-        return {"sent": self.sent, "ok": self.ok, "failed": self.failed, "feedback": self.feedback_sent}
+        return {"sent": self.sent, "ok": self.ok, "failed": self.failed, "feedback": self.feedback_sent,
+                "statuses": dict(self.statuses), "errors": dict(self.errors)}

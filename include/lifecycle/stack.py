@@ -21,6 +21,8 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 class Stack:
     airflow_url: str
     alerts_url: str
+    gateway_url: str
+    gateway_token: str
     env: dict[str, str]
 
 
@@ -36,7 +38,7 @@ def migrate(env: dict[str, str]) -> None:
 
 
 def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yaml",
-                   ports: dict[str, int] | None = None) -> list[str]:
+                   ports: dict[str, int] | None = None, passwords: dict[str, str] | None = None) -> list[str]:
     """Create or update the connections, pools and variables of an astro-format settings file via REST.
 
     ``ports`` overrides a connection's port by id (the local alert receiver may run elsewhere than 8799).
@@ -61,6 +63,8 @@ def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yam
                 "extra": json.dumps(conn.get("conn_extra") or {}), "description": conn.get("conn_description")}
         if ports and conn["conn_id"] in ports:
             body["port"] = ports[conn["conn_id"]]
+        if passwords and conn["conn_id"] in passwords:
+            body["password"] = passwords[conn["conn_id"]]
         body = {k: v for k, v in body.items() if v is not None}
         if client.http.get(f"/api/v2/connections/{body['connection_id']}").status_code == 200:
             client._req("PATCH", f"/connections/{body['connection_id']}", json=body)
@@ -79,20 +83,27 @@ def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yam
 
 def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None, alerts_port: int | None = None,
                 time_schedules: bool = True, dags_folder: Path | None = None, preload: str | None = None,
-                components: tuple[str, ...] = AIRFLOW_COMPONENTS, log=print) -> Stack:
+                components: tuple[str, ...] = AIRFLOW_COMPONENTS, gateway_port: int | None = None,
+                with_gateway: bool = True, log=print) -> Stack:
     """Start every service of the embedded default and wait until Airflow answers; idempotent if running."""
     from lifecycle.airflow_client import AirflowClient
 
     paths = paths or StatePaths.current()
     api_port = api_port or int(os.environ.get("AIRFLOW_PORT", "8080"))
     alerts_port = alerts_port or int(os.environ.get("LIFECYCLE_ALERTS_PORT", "8799"))
+    gateway_port = gateway_port or int(os.environ.get("LIFECYCLE_GATEWAY_PORT", "8000"))
     already = services.running(paths)
     env = airflow_env(paths, api_port=api_port, time_schedules=time_schedules, dags_folder=dags_folder,
                       preload=preload)
     airflow_url = f"http://127.0.0.1:{api_port}"
     alerts_url = f"http://127.0.0.1:{alerts_port}/alerts"
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    token = os.environ.get("LIFECYCLE_GATEWAY_TOKEN") or paths.secret("gateway_token")
     if not already:
-        for port, what in ((api_port, "Airflow API server (AIRFLOW_PORT)"), (alerts_port, "alert receiver")):
+        ports = [(api_port, "Airflow API server (AIRFLOW_PORT)"), (alerts_port, "alert receiver")]
+        if with_gateway:
+            ports.append((gateway_port, "serving gateway (LIFECYCLE_GATEWAY_PORT)"))
+        for port, what in ports:
             if not services.port_free(port):
                 raise services.ServiceError(f"port {port} for the {what} is taken by another process; "
                                             "stop it or pick another port")
@@ -107,13 +118,21 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
             if component == "api-server":
                 argv += ["--port", str(api_port), "--host", "127.0.0.1", "--workers", "1"]
             services.start(f"airflow-{component}", argv, env, paths)
-        log(f"stack: started Airflow ({', '.join(components)}) and the alert receiver; waiting for the API")
+        if with_gateway:
+            services.start("gateway", [sys.executable, "-m", "lifecycle.serving", "--port", str(gateway_port)],
+                           {**env, "LIFECYCLE_GATEWAY_TOKEN": token}, paths)
+        log(f"stack: started Airflow ({', '.join(components)}), the alert receiver"
+            f"{' and the serving gateway' if with_gateway else ''}; waiting for the API")
     services.wait_http(f"{airflow_url}/api/v2/monitor/health", timeout=180, what="Airflow API server",
                        log=paths.run_dir / "airflow-api-server.log")
     client = AirflowClient(airflow_url)
-    for item in apply_settings(client, ports={"lifecycle_alerts": alerts_port}):
+    for item in apply_settings(client, ports={"lifecycle_alerts": alerts_port, "lifecycle_gateway": gateway_port},
+                               passwords={"lifecycle_gateway": token}):
         log(f"stack: applied {item}")
-    return Stack(airflow_url, alerts_url, env)
+    if with_gateway:
+        services.wait_http(f"{gateway_url}/healthz", timeout=120, what="serving gateway",
+                           log=paths.run_dir / "gateway.log")
+    return Stack(airflow_url, alerts_url, gateway_url, token, env)
 
 
 def stop_stack(paths: StatePaths | None = None) -> list[str]:

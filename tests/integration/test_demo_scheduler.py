@@ -21,7 +21,7 @@ CHECKER = PROJECT_ROOT.parent / "shared" / "tools" / "check_summary.py"
 def demo(tmp_path_factory):
     state = tmp_path_factory.mktemp("demo") / "state"
     env = {**os.environ, "LIFECYCLE_HOME": str(state), "AIRFLOW_PORT": str(free_port()),
-           "LIFECYCLE_ALERTS_PORT": str(free_port())}
+           "LIFECYCLE_ALERTS_PORT": str(free_port()), "LIFECYCLE_GATEWAY_PORT": str(free_port())}
     done = subprocess.run([sys.executable, "-m", "lifecycle.demo"], env=env, capture_output=True, text=True,
                           timeout=900, cwd=PROJECT_ROOT)
     return state, done
@@ -39,12 +39,19 @@ def test_summary_meets_the_interface(demo):
     summary = json.loads(path.read_text())
     assert summary["tracking_uri"].startswith("sqlite:////")
     assert Path(summary["report"]).exists()
-    promoted = [e for e in summary["events"] if e["event"] == "promoted"]
-    assert [e["version"] for e in promoted] == ["1"]
+    assert summary["gateway_url"].startswith("http://127.0.0.1:")
+    by_event = {}
+    for e in summary["events"]:
+        by_event.setdefault(e["event"], []).append(e)
+    assert [e["version"] for e in by_event["promoted"]] == ["1", "4"]
+    [rolled] = by_event["rolled_back"]
+    assert rolled["version"] == "3" and "breached accuracy" in rolled["reason"]
+    assert [e["version"] for e in by_event["gate_rejected"]] == ["2"]
+    assert {e["version"] for e in by_event["canary_step"]} == {"3", "4"}
     if CHECKER.exists():  # the shared checker sits beside the repo in CI and in sessions
         check = subprocess.run([sys.executable, str(CHECKER), str(path), "--expect", "batch_validated",
                                 "batch_quarantined", "trained", "gate_passed", "gate_rejected", "promoted",
-                                "alert_sent"], capture_output=True, text=True)
+                                "canary_step", "rolled_back", "alert_sent"], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout
 
 
@@ -52,8 +59,17 @@ def test_alerts_reached_the_receiver(demo):
     state, _ = demo
     lines = (state / "demo" / "alerts.jsonl").read_text().splitlines()
     alerts = [json.loads(line)["alert"] for line in lines]
-    assert {a["event"] for a in alerts} == {"batch_quarantined"}
-    assert len(alerts) == 2 and all(a["links"]["report"].endswith("report.html") for a in alerts)
+    quarantined = [a for a in alerts if a["event"] == "batch_quarantined"]
+    assert len(quarantined) == 2 and all(a["links"]["report"].endswith("report.html") for a in quarantined)
+    [rollback] = [a for a in alerts if a["event"] == "rolled_back"]
+    assert rollback["version"] == "3" and "accuracy" in rollback["reason"]
+
+
+def test_clients_were_served_through_every_weight_change(demo):
+    _state, done = demo
+    line = next(ln for ln in done.stdout.splitlines() if "client population:" in ln)
+    print(line)
+    assert " 0 failed" in line, line
 
 
 def test_demo_stops_everything_it_started(demo):

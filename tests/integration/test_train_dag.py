@@ -49,7 +49,8 @@ def test_first_run_yields_champion_v1_with_lineage_tags(lifecycle, spec):
     run = lifecycle["first"]
     assert str(run.state) == "success"
     assert states(run) == {"plan": "success", "train": "success", "evaluate": "success", "gate": "success",
-                           "register": "success", "is_challenger": "success", "announce_challenger": "skipped"}
+                           "register": "success", "is_challenger": "success", "announce_challenger": "skipped",
+                           "start_canary": "skipped"}
     registry = Registry(lifecycle["paths"])
     champion = registry.by_alias(spec.model_name, "champion")
     assert champion is not None and str(champion.version) == "1"

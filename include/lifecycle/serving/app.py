@@ -28,7 +28,6 @@ import hmac
 import logging
 import os
 import random
-import secrets
 import threading
 import time
 import uuid
@@ -56,6 +55,7 @@ log = logging.getLogger("lifecycle.gateway")
 MAX_BODY_BYTES = 4 * 1024 * 1024
 RECENT_PREDICTIONS = 500_000
 STATS_WINDOW = 400_000
+BOOTSTRAP_EVERY = 5  # sync ticks between registry look-ups for models that serve nothing yet
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -144,15 +144,7 @@ def default_loader(paths: StatePaths) -> Callable[[ModelSpec, str], FastScorer]:
 
 def gateway_token(paths: StatePaths) -> str:
     """``$LIFECYCLE_GATEWAY_TOKEN``, else a random token kept in the state folder (never in the repo)."""
-    token = os.environ.get("LIFECYCLE_GATEWAY_TOKEN")
-    if token:
-        return token
-    path = paths.root / "secrets" / "gateway_token"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return os.environ.get("LIFECYCLE_GATEWAY_TOKEN") or paths.secret("gateway_token")
 
 
 class Gateway:
@@ -185,11 +177,14 @@ class Gateway:
         self.logs.close()
 
     async def _sync_loop(self) -> None:
+        tick = 0
         while True:
             await asyncio.sleep(self.sync_seconds)
+            tick += 1
             for name in self.models:
                 try:
-                    await self._sync_model(name)
+                    # A model with no traffic yet starts serving its champion once the registry has one.
+                    await self._sync_model(name, bootstrap=tick % BOOTSTRAP_EVERY == 0)
                 except Exception as err:  # noqa: BLE001 - keep serving with the state we have
                     log.warning("gateway: sync of %s failed: %s", name, err)
 
@@ -200,7 +195,7 @@ class Gateway:
         if not stored and bootstrap:
             champion = await asyncio.to_thread(self._champion, rt.spec)
             if champion is None:
-                log.info("gateway: %s has no champion yet; not serving it", name)
+                log.debug("gateway: %s has no champion yet; not serving it", name)
                 return
             await self.load(name, champion)
             await self.set_weights(name, {champion: 100}, "bootstrap: serve the registry's champion")
@@ -291,7 +286,11 @@ class Gateway:
         now = time.time()
         latency_ms = (time.perf_counter() - start) * 1000
         rt.stats[version.version].requests.append((now, latency_ms, False))
-        self.recent[request_id] = (model, version.version, labels, now)
+        # Live accuracy is judged on the calibrated decision (p >= 0.5), not on each version's F1-tuned threshold:
+        # thresholds trade accuracy for recall differently per version, which would make accuracy compare
+        # thresholds rather than models. Calibration itself is gated offline (calibration_error).
+        decisions = labels if version.scorer.threshold == 0.5 else tuple((p >= 0.5).astype(int).tolist())
+        self.recent[request_id] = (model, version.version, decisions, now)
         if len(self.recent) > RECENT_PREDICTIONS:
             self.recent.popitem(last=False)
         self.logs.put("predictions", model, now, {"request_id": request_id, "ts": now, "model": model,
