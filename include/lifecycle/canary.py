@@ -34,6 +34,16 @@ def one_sided_worse_pvalue(correct_a: int, n_a: int, correct_b: int, n_b: int, m
     return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z)
 
 
+def one_sided_higher_pvalue(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int,
+                            margin: float = 0.0) -> float:
+    """P-value of H1: mean(b) > mean(a) + margin (Welch z-test; the samples here number in the hundreds)."""
+    if n_a < 2 or n_b < 2:
+        return 1.0
+    se = math.sqrt(max(var_a / n_a + var_b / n_b, 1e-12))
+    z = (mean_b - mean_a - margin) / se
+    return 0.5 * math.erfc(z / math.sqrt(2))  # P(Z >= z)
+
+
 def enough_evidence(stats: dict[str, Any], plan: CanaryPlan, elapsed: float) -> tuple[bool, str]:
     """Has the challenger's step gathered what the judge needs? (used by the watching trigger)"""
     missing = []
@@ -75,6 +85,13 @@ def judge(champion: dict[str, Any], challenger: dict[str, Any], plan: CanaryPlan
         checks.append({"name": "accuracy", "passed": p >= slo.alpha,
                        "detail": f"accuracy {acc_x:.3f} (n={fb_x}) vs champion {acc_c:.3f} (n={fb_c}), "
                                  f"one-sided p={p:.2g} (alpha {slo.alpha})"})
+        if champion.get("brier") is not None and challenger.get("brier") is not None:
+            pb = one_sided_higher_pvalue(champion["brier"], champion.get("brier_var") or 0.0, fb_c,
+                                         challenger["brier"], challenger.get("brier_var") or 0.0, fb_x,
+                                         slo.brier_margin)
+            checks.append({"name": "brier", "passed": pb >= slo.alpha,
+                           "detail": f"Brier score {challenger['brier']:.4f} vs champion {champion['brier']:.4f}, "
+                                     f"one-sided p={pb:.2g} (alpha {slo.alpha})"})
     else:
         checks.append({"name": "accuracy", "passed": True,
                        "detail": f"not judged: {fb_x} / {fb_c} labels (need {slo.min_feedback} each)"})

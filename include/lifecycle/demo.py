@@ -146,15 +146,15 @@ def train(client, spec: ModelSpec, paths: StatePaths, run_id: str, last_day: dt.
     say(f"  {run_id}: {gate.reason if gate else result.tasks} ({result.seconds:.0f}s)")
 
 
-def wait_serving(gateway_url: str, model: str, timeout: float = 120) -> None:
+def wait_serving(gateway_url: str, model: str, row: dict, timeout: float = 120) -> None:
+    """Wait until the gateway answers a real prediction (it picks up the new champion within seconds)."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        resp = httpx.post(f"{gateway_url}/v1/models/{model}/predict", content=b"[]")
-        if resp.status_code == 400:  # the model is served (an empty batch is refused, not "no traffic")
+        if httpx.post(f"{gateway_url}/v1/models/{model}/predict", json=row).status_code == 200:
             return
-        time.sleep(1)
+        time.sleep(0.5)
     raise SystemExit(f"demo: the gateway never started serving {model}")
 
 
@@ -213,8 +213,9 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
 
         say("starting the simulated client population against the gateway "
             f"({CLIENT_RATE:.0f} req/s, sticky customer ids, outcomes reported 0.5-3 s later)")
-        wait_serving(stack.gateway_url, spec.name)
-        clients = ClientPopulation(spec, stack.gateway_url, rate=CLIENT_RATE, feedback_delay=(0.5, 3.0)).start()
+        clients = ClientPopulation(spec, stack.gateway_url, rate=CLIENT_RATE, feedback_delay=(0.5, 3.0))
+        wait_serving(stack.gateway_url, spec.name, clients.applicants[0][0])
+        clients.start()
         try:
             train(client, spec, paths, "demo_train_undertrained", last + dt.timedelta(1), {
                 "reason": "demo: deliberately under-trained candidate (1 epoch, tiny learning rate)",

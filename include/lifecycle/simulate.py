@@ -20,37 +20,56 @@ class ClientPopulation:
     def __init__(self, spec: ModelSpec, gateway_url: str, *, rate: float = 100.0,
                  feedback_delay: tuple[float, float] = (0.5, 2.0), day: dt.date = dt.date(2026, 2, 1),
                  scenario: str = "stable", seed: int = 0) -> None:
-        from lifecycle.datagen import Scenario, generate_batch
-        from lifecycle.validation import numpy_dtypes
-
-        frame = numpy_dtypes(generate_batch(spec, day, Scenario.parse(scenario)))
-        features = frame[spec.data.feature_names].astype(object).where(frame[spec.data.feature_names].notna(), None)
-        self.rows: list[dict[str, Any]] = features.to_dict("records")
-        self.labels = frame[spec.data.target].astype(int).tolist()
-        self.ids = frame[spec.data.id_column].astype(str).tolist()
+        self.spec, self.day, self.scenario = spec, day, scenario
         self.url = gateway_url.rstrip("/") + f"/v1/models/{spec.name}"
         self.rate, self.delay = rate, feedback_delay
         self.rng = random.Random(seed)
+        # Every request is a new applicant (a fresh row, never re-sent): re-sending a small pool would count the
+        # same labels many times and make the canary's z-test see evidence that is not there.
+        self.applicants: deque[tuple[dict[str, Any], int, str]] = deque()
         self.pending: deque[tuple[float, str, int]] = deque()
         self.sent = self.ok = self.failed = self.feedback_sent = 0
         self.statuses: dict[int, int] = {}
         self.errors: dict[str, int] = {}  # transport errors by kind
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._requests, daemon=True, name="clients"),
+        self._refill()  # the first day synchronously, so requests start at once
+        self._threads = [threading.Thread(target=self._produce, daemon=True, name="applicants"),
+                         threading.Thread(target=self._requests, daemon=True, name="clients"),
                          threading.Thread(target=self._feedback, daemon=True, name="back-office")]
+
+    def _refill(self) -> None:
+        from lifecycle.datagen import Scenario, generate_batch
+        from lifecycle.validation import numpy_dtypes
+
+        spec = self.spec
+        frame = numpy_dtypes(generate_batch(spec, self.day, Scenario.parse(self.scenario)))
+        self.day += dt.timedelta(days=1)
+        feats = frame[spec.data.feature_names]
+        rows = feats.astype(object).where(feats.notna(), None).to_dict("records")
+        self.applicants.extend(zip(rows, frame[spec.data.target].astype(int).tolist(),
+                                   frame[spec.data.id_column].astype(str).tolist(), strict=True))
+
+    def _produce(self) -> None:
+        while not self._stop.wait(0.2):
+            if len(self.applicants) < self.rate * 20:
+                self._refill()
 
     def _requests(self) -> None:
         with httpx.Client(timeout=10) as http:
             next_at = time.monotonic()
             while not self._stop.is_set():
-                i = self.rng.randrange(len(self.rows))
                 try:
-                    resp = http.post(f"{self.url}/predict", json=self.rows[i], headers={"X-Routing-Key": self.ids[i]})
+                    row, label, key = self.applicants.popleft()
+                except IndexError:
+                    self._stop.wait(0.05)
+                    continue
+                try:
+                    resp = http.post(f"{self.url}/predict", json=row, headers={"X-Routing-Key": key})
                     self.statuses[resp.status_code] = self.statuses.get(resp.status_code, 0) + 1
                     if resp.status_code == 200:
                         self.ok += 1
                         due = time.monotonic() + self.rng.uniform(*self.delay)
-                        self.pending.append((due, resp.json()["request_id"], self.labels[i]))
+                        self.pending.append((due, resp.json()["request_id"], label))
                     else:
                         self.failed += 1
                 except httpx.HTTPError as err:

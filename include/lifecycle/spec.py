@@ -172,6 +172,10 @@ class CanarySLO(_Strict):
     #: Accuracy on labelled feedback: breach when a one-sided two-proportion z-test says the challenger is
     #: worse than the champion by more than ``accuracy_margin`` at significance ``alpha``.
     accuracy_margin: Annotated[float, Field(ge=0, le=1)] = 0.0
+    #: Brier score (mean squared error of the probability) on the same feedback, one-sided Welch test: breach
+    #: when the challenger's is worse by more than ``brier_margin`` at ``alpha``. Threshold-free, so it sees
+    #: bad probabilities that accuracy on an imbalanced label misses.
+    brier_margin: Annotated[float, Field(ge=0, le=1)] = 0.005
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     #: Labelled rows needed per version before accuracy is judged.
     min_feedback: Annotated[int, Field(ge=0)] = 100

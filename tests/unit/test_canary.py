@@ -87,3 +87,15 @@ def test_weights_are_validated_as_a_whole(weights, fragment):
 def test_canary_steps_must_end_at_100():
     with pytest.raises(ValueError, match="ending at 100"):
         CanaryPlan(steps=[5, 50])
+
+
+def test_worse_probabilities_breach_the_brier_check_even_at_equal_accuracy():
+    champion = stats() | {"brier": 0.080, "brier_var": 0.02}
+    challenger = stats(feedback=400, correct=352) | {"brier": 0.160, "brier_var": 0.03}
+    decision = decide(champion, challenger)
+    assert not decision.passed and "breached brier: Brier score 0.1600 vs champion 0.0800" in decision.reason
+
+
+def test_equal_brier_passes():
+    champion = stats() | {"brier": 0.080, "brier_var": 0.02}
+    assert decide(champion, stats(feedback=400, correct=352) | {"brier": 0.082, "brier_var": 0.02}).passed

@@ -79,12 +79,13 @@ class LiveStats:
     """Per-version rolling record of served requests and labelled feedback (for the canary judge)."""
 
     requests: deque = field(default_factory=lambda: deque(maxlen=STATS_WINDOW))  # (ts, latency_ms, error)
-    feedback: deque = field(default_factory=lambda: deque(maxlen=STATS_WINDOW))  # (ts, correct)
+    feedback: deque = field(default_factory=lambda: deque(maxlen=STATS_WINDOW))  # (ts, correct, squared error)
 
     def summary(self, since: float) -> dict[str, Any]:
         reqs = [r for r in self.requests if r[0] >= since]
         lat = np.array([r[1] for r in reqs]) if reqs else np.array([])
         fb = [f for f in self.feedback if f[0] >= since]
+        sq = np.array([f[2] for f in fb]) if fb else np.array([])
         return {
             "requests": len(reqs),
             "errors": sum(1 for r in reqs if r[2]),
@@ -92,6 +93,8 @@ class LiveStats:
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
             "feedback": len(fb),
             "correct": sum(1 for f in fb if f[1]),
+            "brier": float(sq.mean()) if len(sq) else None,
+            "brier_var": float(sq.var(ddof=1)) if len(sq) > 1 else None,
             "first_ts": reqs[0][0] if reqs else None,
         }
 
@@ -156,7 +159,7 @@ class Gateway:
         self.token = token or gateway_token(self.paths)
         self.loader = loader or default_loader(self.paths)
         self.logs = LogWriter(self.paths.root / "serving")
-        self.recent: OrderedDict[str, tuple[str, str, tuple[int, ...], float]] = OrderedDict()
+        self.recent: OrderedDict[str, tuple[str, str, tuple[int, ...], tuple[float, ...], float]] = OrderedDict()
         self.sync_seconds = sync_seconds
         self._lock = asyncio.Lock()
         self._sync_task: asyncio.Task | None = None
@@ -205,9 +208,10 @@ class Gateway:
                 await self.load(name, version)
             elif not loaded and version in rt.versions and rt.weights.get(version, 0) == 0:
                 self._drop(name, version)
-        weights = {v: w for v, (w, loaded) in stored.items() if loaded}
-        if weights != rt.weights and sum(weights.values()) == 100:
-            async with self._lock:
+        async with self._lock:  # re-read under the lock: a concurrent admin change must not be undone
+            stored = await asyncio.to_thread(self.store.versions, name)
+            weights = {v: w for v, (w, loaded) in stored.items() if loaded and v in rt.versions}
+            if weights != rt.weights and sum(weights.values()) == 100:
                 rt.apply(weights)
 
     def _champion(self, spec: ModelSpec) -> str | None:
@@ -263,8 +267,8 @@ class Gateway:
         missing = sorted(set(weights) - set(rt.versions))
         if missing:
             raise TrafficError(f"version(s) {missing} not loaded in the gateway (loaded: {sorted(rt.versions)})")
-        clean = await asyncio.to_thread(self.store.set_weights, model, weights, reason)
         async with self._lock:
+            clean = await asyncio.to_thread(self.store.set_weights, model, weights, reason)
             rt.apply(clean)
         log.info("gateway: %s weights %s (%s)", model, clean, reason)
         return clean
@@ -290,7 +294,7 @@ class Gateway:
         # thresholds trade accuracy for recall differently per version, which would make accuracy compare
         # thresholds rather than models. Calibration itself is gated offline (calibration_error).
         decisions = labels if version.scorer.threshold == 0.5 else tuple((p >= 0.5).astype(int).tolist())
-        self.recent[request_id] = (model, version.version, decisions, now)
+        self.recent[request_id] = (model, version.version, decisions, tuple(p.tolist()), now)
         if len(self.recent) > RECENT_PREDICTIONS:
             self.recent.popitem(last=False)
         self.logs.put("predictions", model, now, {"request_id": request_id, "ts": now, "model": model,
@@ -322,12 +326,12 @@ class Gateway:
             seen = self.recent.get(rid)
             record = {"request_id": rid, "ts": now, "model": model, "label": labels}
             if seen is not None and seen[0] == model:
-                _, version, predicted, _ = seen
+                _, version, predicted, probs, _ = seen
                 record["version"] = version
                 stats = self.models[model].stats.get(version)
                 if stats is not None and len(predicted) == len(labels):
-                    for pred, truth in zip(predicted, labels, strict=True):
-                        stats.feedback.append((now, pred == truth))
+                    for pred, prob, truth in zip(predicted, probs, labels, strict=True):
+                        stats.feedback.append((now, pred == truth, (prob - truth) ** 2))
                 matched += 1
             self.logs.put("feedback", model, now, record)
         return {"accepted": len(clean), "matched": matched}
