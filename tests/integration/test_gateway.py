@@ -259,3 +259,30 @@ def test_a_restarted_gateway_comes_back_with_the_same_weights(client, registry_w
     with Server(Gateway([spec], paths, token=TOKEN)) as again, httpx.Client(base_url=again.url) as c:
         assert c.get("/admin/models/credit_default/traffic", headers=ADMIN).json()["weights"] == {"1": 80, "2": 20}
         assert c.get("/readyz").status_code == 200
+
+
+def test_a_version_that_fails_to_score_counts_as_errors(spec, tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("LIFECYCLE_HOME", str(tmp_path / "state"))
+    from lifecycle.paths import StatePaths
+
+    class Broken:
+        threshold = 0.5
+        calls = 0
+
+        def proba(self, rows):
+            Broken.calls += 1
+            if Broken.calls > 1:  # the warm-up passes; real traffic breaks
+                raise ValueError("boom")
+            return np.array([0.5])
+
+    with Server(Gateway([spec], StatePaths.current(), token=TOKEN, loader=lambda s, v: Broken())) as srv, \
+            httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.post("/admin/models/credit_default/versions/1/load", headers=ADMIN).status_code == 200
+        assert set_weights(c, {"1": 100}).status_code == 200
+        resp = c.post("/v1/models/credit_default/predict", json=ROW)
+        assert resp.status_code == 500 and "v1 failed to score: ValueError" in resp.json()["error"]
+        stats = c.get("/admin/models/credit_default/stats?since=0", headers=ADMIN).json()["versions"]["1"]
+        assert stats["errors"] == 1 and stats["requests"] == 1
+        assert c.get("/healthz").status_code == 200

@@ -284,7 +284,13 @@ class Gateway:
         version = rt.route(key)
         if version is None:
             raise RequestError(f"no version of {model} has traffic", 503)
-        p = version.scorer.proba(rows)
+        try:
+            p = version.scorer.proba(rows)
+        except Exception as err:  # a version that cannot score counts against it in the canary's error rate
+            rt.stats[version.version].requests.append((time.time(), (time.perf_counter() - start) * 1000, True))
+            self._metrics.observe(model, version.version, "error", None)
+            log.exception("gateway: %s v%s failed to score", model, version.version)
+            raise RequestError(f"{model} v{version.version} failed to score: {type(err).__name__}", 500) from err
         labels = tuple((p >= version.scorer.threshold).astype(int).tolist())  # a tuple: untracked by the GC
         request_id = uuid.uuid4().hex
         now = time.time()
