@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             from lifecycle.stack import start_stack
 
             stack = start_stack(paths, api_port=args.port)
-            print(f"Airflow UI: {stack.airflow_url}\nalert receiver: {stack.alerts_url}\n"
+            print(f"Airflow UI: {stack.airflow_url}\ngateway: {stack.gateway_url} (admin token in "
+                  f"{paths.root / 'secrets' / 'gateway_token'})\nalert receiver: {stack.alerts_url}\n"
                   f"MLflow UI: mlflow ui --backend-store-uri {paths.tracking_uri}\nstop with: make down")
         elif args.cmd == "down":
             from lifecycle.services import stop_all
