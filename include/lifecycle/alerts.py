@@ -121,11 +121,6 @@ def serve_receiver(out: Path, host: str = "127.0.0.1", port: int = 0) -> Threadi
     return server
 
 
-def received(out: Path) -> list[dict[str, Any]]:
-    if not out.exists():
-        return []
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-
 
 def main() -> None:  # pragma: no cover - exercised by the demo as a subprocess
     import argparse

@@ -62,7 +62,7 @@ def _expect_success(client, result, paths: StatePaths) -> None:
 def build_report(spec: ModelSpec, paths: StatePaths, links: dict[str, str]) -> Path:
     """Render the model's lifecycle report from the ledger and the registry."""
     from lifecycle.registry import Registry
-    from lifecycle.report import VersionInfo, write_report
+    from lifecycle.report import VersionInfo, default_report_path, write_report
 
     registry = Registry(paths)
     aliases: dict[str, list[str]] = {}
@@ -78,7 +78,7 @@ def build_report(spec: ModelSpec, paths: StatePaths, links: dict[str, str]) -> P
                                         aliases.get(str(mv.version), []), metrics, dict(mv.tags)))
     except Exception as err:  # noqa: BLE001
         say(f"report: registry not readable ({type(err).__name__}); versions omitted")
-    out = paths.reports / spec.name / "lifecycle.html"
+    out = default_report_path(spec.name, paths)
     return write_report(spec.name, Ledger(paths.ledger_db).events(spec.name), versions, out, links=links,
                         report_dir=out.parent)
 

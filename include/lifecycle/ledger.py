@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,3 @@ class Ledger:
         found = self.events(model, event)
         return found[-1] if found else None
 
-
-def event_dicts(events: list[Event]) -> list[dict[str, Any]]:
-    return [asdict(e) for e in events]

@@ -40,11 +40,6 @@ class LoadedModel:
         with torch.inference_mode():
             return torch.sigmoid(self.module(x)).numpy().astype(np.float64)
 
-    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return torch.sigmoid(self.module(torch.from_numpy(x))).numpy().astype(np.float64)
 
 
 def save_model_dir(folder: Path, state_dict: dict[str, Any], architecture: dict[str, Any],

@@ -172,13 +172,16 @@ class Registry:
         return dict(model.aliases)
 
     def download_model(self, name: str, version: str | int, dest: Path) -> Path:
-        """Fetch a version's files; return the folder holding ``weights.pt``."""
+        """Fetch a registered version's files; return the folder holding ``weights.pt``."""
+        return self.download_uri(self.version(name, version).source, dest, f"{name} v{version}")
+
+    def download_uri(self, uri: str, dest: Path, what: str = "model") -> Path:
+        """Fetch a logged model (``models:/...`` or a run artifact URI); return the folder holding ``weights.pt``."""
         import mlflow
 
-        mv = self.version(name, version)
-        local = Path(self._call("download the model", mlflow.artifacts.download_artifacts,
-                                artifact_uri=mv.source, dst_path=str(dest), tracking_uri=self.uri))
+        local = Path(self._call(f"download {what}", mlflow.artifacts.download_artifacts,
+                                artifact_uri=uri, dst_path=str(dest), tracking_uri=self.uri))
         hits = sorted(local.rglob("weights.pt"))
         if not hits:
-            raise FileNotFoundError(f"{name} v{version}: no weights.pt under {mv.source}: not a lifecycle model")
+            raise FileNotFoundError(f"{what}: no weights.pt under {uri}: not a lifecycle model")
         return hits[0].parent

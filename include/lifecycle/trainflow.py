@@ -230,8 +230,7 @@ def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePat
     holdout = frame[split_rows(frame[spec.data.id_column], cfg.seed, cfg.holdout_fraction,
                                cfg.validation_fraction) == 2].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=trained["model_uri"], dst_path=tmp))
-        model = load_model_dir(next(local.rglob("weights.pt")).parent)
+        model = load_model_dir(registry.download_uri(trained["model_uri"], Path(tmp), "the candidate"))
         candidate = evaluate(holdout, spec.data.target, model.predict_proba(holdout), spec.slices, model.threshold)
     champion_mv = registry.by_alias(spec.model_name, CHAMPION)
     champion = None
