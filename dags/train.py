@@ -12,7 +12,8 @@ MLflow registry with its lineage tags.
 * nothing new since the last training (same validated batches): the run skips, unless `force` is set.
 
 **Params** (Trigger DAG w/ config): `reason`, `epochs` (override), `force`, `as_of` (last day of the window),
-`overrides` (other `training` fields, e.g. `{"learning_rate": 0.001}`).
+`overrides` (other `training` fields, e.g. `{"learning_rate": 0.001}`), `report` (the drift report behind a
+monitor-triggered run).
 
 Idempotent per run: clearing a task reuses the MLflow run and the registered version; a retried training task
 resumes from its last checkpoint.
@@ -58,6 +59,8 @@ def build_train(spec):
             "as_of": Param(None, type=["null", "string"], format="date",
                            description="Last day of the training window (default: the day before the run)"),
             "overrides": Param({}, type="object", description="Other training fields to override"),
+            "report": Param(None, type=["null", "string"],
+                            description="Drift report that motivated this run (set by the monitor DAG)"),
         },
     )
     def train_dag():
@@ -79,6 +82,8 @@ def build_train(spec):
                 print(f"plan: skip: v{last.version} was already trained on the same {len(window.days)} "
                       f"validated batches ({window.start}..{window.end}); trigger with force=true to retrain")
                 return False
+            if params.get("report"):
+                print(f"plan: triggered by the drift report {params['report']}")
             print(f"plan: train on {len(window.days)} validated batches {window.days[0]}..{window.days[-1]}"
                   + (f"; excluded quarantined days {window.quarantined}" if window.quarantined else ""))
             return {"window_end": window.end, "days": window.days}

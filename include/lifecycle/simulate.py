@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -109,3 +110,45 @@ class ClientPopulation:
             t.join(timeout=10)
         return {"sent": self.sent, "ok": self.ok, "failed": self.failed, "feedback": self.feedback_sent,
                 "statuses": dict(self.statuses), "errors": dict(self.errors)}
+
+
+def write_traffic_log(spec: ModelSpec, root: Path, frame: Any, *, version: str, probability: Any,
+                      threshold: float, start: dt.datetime, end: dt.datetime, labels: bool = True,
+                      seed: int = 0) -> int:
+    """Write ``frame``'s rows as the gateway logs them (one single-row request each, spread evenly over
+    ``[start, end)``), with each outcome reported 1-60 s later (still inside the interval when it fits).
+
+    For backfills, tests and benchmarks of the monitor: the same files, in the same layout, as live traffic.
+    """
+    import uuid
+
+    import numpy as np
+
+    from lifecycle.serving.predlog import LogWriter
+
+    feats = frame[spec.data.feature_names]
+    rows = feats.astype(object).where(feats.notna(), None).to_dict("records")
+    n = len(rows)
+    rng = np.random.default_rng(seed)
+    lo, span = start.timestamp(), (end - start).total_seconds()
+    ts = lo + (np.arange(n) + 0.5) / max(n, 1) * span
+    probability = np.asarray(probability, dtype=float)
+    writer = LogWriter(root / "serving", flush_seconds=3600)
+    truth = frame[spec.data.target].to_numpy() if labels else None
+    try:
+        for i, row in enumerate(rows):
+            rid = uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i).hex
+            p = float(probability[i])
+            writer.put("predictions", spec.name, ts[i], {
+                "request_id": rid, "ts": ts[i], "model": spec.name, "version": version, "rows": [row],
+                "probability": [p], "label": [int(p >= threshold)], "latency_ms": 1.0})
+            if truth is not None:
+                at = min(ts[i] + rng.uniform(1, 60), end.timestamp() - 1e-3)
+                writer.put("feedback", spec.name, at, {"request_id": rid, "ts": at, "model": spec.name,
+                                                       "label": [int(truth[i])], "version": version})
+            if i % 50_000 == 0:
+                writer.flush()
+        writer.flush()
+    finally:
+        writer.close()
+    return n

@@ -152,6 +152,18 @@ class GatePolicy(_Strict):
     min_slice_rows: Annotated[int, Field(gt=0)] = 100
 
 
+class ServingSLO(_Strict):
+    """What the gateway must deliver for a model at all times (watched by the ``slo_watch`` DAG)."""
+
+    #: Largest share of requests a version may fail (scoring errors, HTTP 5xx) over the window.
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.02
+    max_p99_ms: Annotated[float, Field(gt=0)] = 50.0
+    #: Trailing window the rates are computed over, and requests needed in it before judging.
+    window_seconds: Annotated[float, Field(gt=0)] = 300.0
+    min_requests: Annotated[int, Field(gt=0)] = 100
+    poll_seconds: Annotated[float, Field(gt=0)] = 15.0
+
+
 class ServingConfig(_Strict):
     """How the gateway serves the model."""
 
@@ -159,6 +171,7 @@ class ServingConfig(_Strict):
     max_batch_rows: Annotated[int, Field(gt=0, le=100_000)] = 1000
     #: Row field used as the sticky routing key when the request has no ``X-Routing-Key`` header.
     sticky_key: str | None = None
+    slo: ServingSLO = ServingSLO()
 
 
 class CanarySLO(_Strict):
@@ -201,11 +214,54 @@ class CanaryPlan(_Strict):
         return steps
 
 
+class MonitoringPolicy(_Strict):
+    """Drift monitoring and the retraining policy it drives.
+
+    Per-feature drift uses Evidently's own large-sample methods: normed Wasserstein distance for numeric columns
+    and Jensen-Shannon distance for categorical ones, both effect sizes (a p-value test on 10^6 rows flags
+    shifts nobody cares about). A feature drifts when its score reaches its threshold; the interval drifts when
+    the share of drifted features reaches ``drift_share``.
+    """
+
+    num_method: Literal["wasserstein", "jensenshannon", "psi", "hellinger", "kl_div"] = "wasserstein"
+    cat_method: Literal["jensenshannon", "psi", "hellinger", "kl_div"] = "jensenshannon"
+    #: Score at which one feature counts as drifted (Evidently's default for both methods is 0.1).
+    feature_threshold: Annotated[float, Field(gt=0)] = 0.1
+    #: Per-feature overrides of ``feature_threshold``.
+    feature_thresholds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    #: Share of features that must drift for the interval to count as drifted.
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    #: Drift score of the champion's predicted probability (reported; counted by ``prediction_triggers``).
+    prediction_threshold: Annotated[float, Field(gt=0)] = 0.1
+    prediction_triggers: bool = False
+    #: Largest drop of a live metric (on labelled feedback) below the champion's offline test metric.
+    max_performance_drop: dict[Literal["roc_auc", "accuracy"], Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: {"roc_auc": 0.05})
+    #: Rows (and labelled rows, for performance) an interval needs before it is judged at all.
+    min_rows: Annotated[int, Field(gt=0)] = 1000
+    min_labels: Annotated[int, Field(gt=0)] = 500
+    #: No retrain within this long of the last retrain trigger or promotion.
+    cooldown_minutes: Annotated[float, Field(ge=0)] = 360.0
+    max_retrains_per_day: Annotated[int, Field(ge=0)] = 2
+    #: Intervals that ended longer ago than this are history: reports are (re)computed, retraining never fires.
+    stale_after_hours: Annotated[float, Field(gt=0)] = 24.0
+    #: Rows of the training data kept as the drift reference with every trained version.
+    reference_rows: Annotated[int, Field(ge=1000)] = 10_000
+    #: Each current column is compressed to this many quantiles before Evidently runs (see ``monitoring``).
+    sketch_rows: Annotated[int, Field(ge=1000)] = 20_000
+
+    def threshold(self, feature: str) -> float:
+        return self.feature_thresholds.get(feature, self.feature_threshold)
+
+
 class Schedules(_Strict):
     """Cron expressions (or Airflow presets) for each lifecycle DAG."""
 
     data_gate: str = "@daily"
     train: str = "0 2 * * *"
+    monitor: str = "@hourly"
+    #: Each watch run waits (deferred) for an SLO breach for up to one period of this schedule.
+    slo_watch: str = "*/30 * * * *"
     #: First data interval the DAGs know about (backfills can reach back to it).
     start_date: dt.date = dt.date(2026, 1, 1)
 
@@ -232,6 +288,7 @@ class ModelSpec(_Strict):
     schedules: Schedules = Schedules()
     serving: ServingConfig = ServingConfig()
     canary: CanaryPlan = CanaryPlan()
+    monitoring: MonitoringPolicy = MonitoringPolicy()
     alerts: AlertConfig = AlertConfig()
     tags: list[str] = Field(default_factory=list)
 
@@ -246,6 +303,9 @@ class ModelSpec(_Strict):
                 raise ValueError(f"slice {s.name!r}: categorical column {s.column!r} takes no bins")
             if kind != "categorical" and s.bins is None:
                 raise ValueError(f"slice {s.name!r}: numeric column {s.column!r} needs bins")
+        unknown = sorted(set(self.monitoring.feature_thresholds) - names)
+        if unknown:
+            raise ValueError(f"monitoring.feature_thresholds names unknown features: {unknown}")
         return self
 
     @property

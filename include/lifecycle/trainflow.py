@@ -170,6 +170,7 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
         mlflow.log_metrics({"best_epoch": outcome.best_epoch, "epochs_run": len(outcome.history),
                             "decision_threshold": threshold})
         mlflow.set_tag(f"{TAG}device", outcome.device)
+        _log_reference(spec, train_df, pre, outcome, cfg.seed)
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = save_model_dir(Path(tmp) / "model_dir", outcome.state_dict, outcome.architecture, pre,
                                        threshold, {"model": spec.name, "features": spec.data.feature_names,
@@ -190,6 +191,23 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
              spec.name, len(frame), len(window.days), window.start, window.end, outcome.best_epoch,
              len(outcome.history), f", resumed after epoch {outcome.resumed_from}" if outcome.resumed_from else "")
     return result
+
+
+def _log_reference(spec: ModelSpec, train_df: pd.DataFrame, pre: Any, outcome: Any, seed: int) -> None:
+    """Keep a sample of the training rows, with this model's predicted probability, as the drift reference."""
+    import mlflow
+
+    from lifecycle.monitoring import PREDICTION, REFERENCE_ARTIFACT
+    from lifecycle.training import predict_proba
+
+    n = min(len(train_df), spec.monitoring.reference_rows)
+    sample = train_df.sample(n=n, random_state=seed).reset_index(drop=True)
+    sample = sample[[spec.data.id_column, *spec.data.feature_names, spec.data.target]].copy()
+    sample[PREDICTION] = predict_proba(outcome.state_dict, outcome.architecture, pre.transform(sample))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+        sample.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
 
 
 def _restore_checkpoint(run_id: str, ckpt_dir: Path) -> None:

@@ -76,3 +76,40 @@ class CanaryWatchOperator(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         self.log.info("canary watch: %s", event)
         return event
+
+
+class GatewaySLOSensor(BaseOperator):
+    """Deferrable sensor on the gateway's live metrics: succeeds (returning the breach) when a version of
+    ``model`` breaches the serving SLO within ``watch_seconds``; skips when the window passes cleanly.
+
+    Waits in the triggerer (:class:`GatewaySLOTrigger`), holding no worker slot.
+    """
+
+    template_fields: Sequence[str] = ("watch_seconds",)
+    ui_color = "#e8f7e4"
+
+    def __init__(self, *, model: str, slo: dict[str, Any], watch_seconds: float | str,
+                 gateway_conn_id: str = "lifecycle_gateway", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model, self.slo, self.watch_seconds = model, slo, watch_seconds
+        self.gateway_conn_id = gateway_conn_id
+
+    def execute(self, context: Any) -> None:
+        import time
+
+        from lifecycle_airflow.triggers import GatewaySLOTrigger
+
+        until = time.time() + float(self.watch_seconds)
+        self.log.info("slo watch: %s until %s: error rate <= %s, p99 <= %s ms over %ss windows", self.model,
+                      dt.datetime.fromtimestamp(until, dt.UTC).isoformat(timespec="seconds"),
+                      self.slo["max_error_rate"], self.slo["max_p99_ms"], self.slo["window_seconds"])
+        self.defer(trigger=GatewaySLOTrigger(model=self.model, slo=self.slo, until=until,
+                                             gateway_conn_id=self.gateway_conn_id), method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not event.get("breached"):
+            raise AirflowSkipException(f"slo watch: no breach in {float(self.watch_seconds):.0f}s")
+        self.log.warning("slo watch: BREACH: %s", "; ".join(event["breaches"]))
+        return event

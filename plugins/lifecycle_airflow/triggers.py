@@ -55,3 +55,68 @@ class CanaryStepTrigger(BaseTrigger):
                     return
                 self.log.info("canary watch: v%s waiting for %s", self.version, missing)
                 await asyncio.sleep(plan.poll_seconds)
+
+
+UNREACHABLE_POLLS = 3
+
+
+def slo_breaches(stats: dict[str, Any], slo: dict[str, Any]) -> list[str]:
+    """Versions breaching the serving SLO in a stats window, one line each (empty: all within it)."""
+    out = []
+    for version, s in sorted(stats.get("versions", {}).items()):
+        n = int(s.get("requests") or 0)
+        if n < slo["min_requests"]:
+            continue
+        rate = (s.get("errors") or 0) / n
+        if rate > slo["max_error_rate"]:
+            out.append(f"v{version} error rate {rate:.3f} > {slo['max_error_rate']:.3f} over {n} requests")
+        if s.get("p99_ms") is not None and s["p99_ms"] > slo["max_p99_ms"]:
+            out.append(f"v{version} p99 {s['p99_ms']:.1f} ms > {slo['max_p99_ms']:.1f} ms over {n} requests")
+    return out
+
+
+class GatewaySLOTrigger(BaseTrigger):
+    """Polls the gateway's live metrics for one model until a version breaches the SLO, or ``until`` passes."""
+
+    def __init__(self, *, model: str, slo: dict[str, Any], until: float,
+                 gateway_conn_id: str = "lifecycle_gateway") -> None:
+        super().__init__()
+        self.model, self.slo, self.until = model, slo, until
+        self.gateway_conn_id = gateway_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"model": self.model, "slo": self.slo, "until": self.until, "gateway_conn_id": self.gateway_conn_id})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import httpx
+
+        from lifecycle_airflow.hooks import GatewayHook
+
+        conn = await GatewayHook.aget_connection(self.gateway_conn_id)
+        url = f"{GatewayHook.base_url(conn)}/admin/models/{self.model}/stats"
+        headers = {"Authorization": f"Bearer {conn.password}"}
+        unreachable = 0
+        async with httpx.AsyncClient(timeout=30) as client:
+            while True:
+                now = time.time()
+                try:
+                    resp = await client.get(url, params={"since": now - self.slo["window_seconds"]}, headers=headers)
+                    resp.raise_for_status()
+                    stats = resp.json()
+                    unreachable = 0
+                    breaches = slo_breaches(stats, self.slo)
+                    if breaches:
+                        yield TriggerEvent({"breached": True, "breaches": breaches, "stats": stats, "at": now})
+                        return
+                except httpx.HTTPError as err:
+                    unreachable += 1
+                    self.log.warning("slo watch: gateway unreachable (%s), %d polls in a row", err, unreachable)
+                    if unreachable >= UNREACHABLE_POLLS:  # a gateway that does not answer fails every request
+                        yield TriggerEvent({"breached": True, "at": now, "stats": {},
+                                            "breaches": [f"gateway unreachable for {unreachable} polls: {err}"]})
+                        return
+                if now >= self.until:
+                    yield TriggerEvent({"breached": False, "at": now, "unreachable_polls": unreachable})
+                    return
+                await asyncio.sleep(min(self.slo["poll_seconds"], max(self.until - now, 0.1)))

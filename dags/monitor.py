@@ -1,0 +1,144 @@
+"""
+### Monitor: `<model>__monitor`
+
+Every data interval (the spec's `schedules.monitor`, hourly by default): reads the gateway's prediction log
+and the feedback received in the interval and compares them with the serving champion's reference (a sample
+of its training rows, stored with the version) using Evidently: per-feature drift, share of drifted features,
+prediction drift, a data summary, and live performance on labelled feedback against the champion's offline
+test metrics. The Evidently HTML report (`drift_report.html`) is linked from the `measure` task log; the
+numbers go to the `<model>-monitoring` MLflow experiment and, when the interval drifted, to the ledger.
+
+The `decide` task applies the spec's `monitoring` policy (drift share, per-feature and performance
+thresholds, minimum rows, cooldown since the last retrain or promotion, daily cap) and says why in one line.
+When it fires, the train DAG is triggered with the reason and the report, ops are alerted, and the ledger
+records `drift_detected` and `retrain_triggered`.
+
+**Backfills** (`airflow backfill create --dag-id <model>__monitor --from-date ... --to-date ...`) recompute
+each interval's report in place (same folder, same MLflow run) and never trigger retraining: a past interval
+is history. So does any interval that ended more than `monitoring.stale_after_hours` ago.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, task
+
+from lifecycle_airflow.dagkit import default_args, load_specs, schedule, start_date
+
+
+def build_monitor(spec):
+    @dag(
+        dag_id=f"{spec.name}__monitor",
+        description=f"Drift and live performance of {spec.name}; retrains past policy",
+        doc_md=__doc__,
+        schedule=schedule(spec.schedules.monitor),
+        start_date=start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        render_template_as_native_obj=True,
+        default_args=default_args(spec, retries=1),
+        tags=["lifecycle", "monitor", spec.name, *spec.tags],
+    )
+    def monitor_dag():
+        @task
+        def measure(**context: Any) -> dict[str, Any]:
+            """Evidently drift report and live metrics for this data interval (idempotent per interval)."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from lifecycle.monitoring import MonitorError, measure
+
+            start, end = context["data_interval_start"], context["data_interval_end"]
+            try:
+                result = measure(spec, start, end, dag_run_id=context["run_id"])
+            except MonitorError as err:
+                raise AirflowSkipException(f"monitor: {err}") from err
+            print(f"measure: {result['rows']} rows, {result['labels']} labels, champion v{result['champion_version']}"
+                  f", drift share {result['drift_share']:.2f} (drifted: {', '.join(result['drifted']) or 'none'})"
+                  f", prediction drift {result['prediction_drift']}")
+            if result["report"]:
+                print(f"measure: Evidently drift report: file://{result['report']}")
+            if result["uncertain"]:
+                print(f"measure: within the sketch's error of their threshold: {result['uncertain']}")
+            return result
+
+        @task.short_circuit
+        def decide(measured: dict[str, Any], **context: Any) -> dict[str, Any] | bool:
+            """The monitoring policy; records and alerts drift; returns the retrain conf when it fires."""
+            from lifecycle.alerts import Alert
+            from lifecycle.ledger import Ledger
+            from lifecycle.monitoring import decide, history, latest_validated_day
+            from lifecycle_airflow.notifiers import send_alert
+
+            ledger = Ledger()
+            now = dt.datetime.now(dt.UTC)
+            end = context["data_interval_end"]
+            last, recent = history(ledger, spec.name, now)
+            backfill = str(context["dag_run"].run_type).lower().endswith("backfill_job") or \
+                context["run_id"].startswith("backfill__")
+            decision = decide(measured, spec.monitoring, now=now, interval_end=end, backfill=backfill,
+                              last_retrain_or_promotion=last, retrains_last_24h=recent)
+            print(f"decide: {'RETRAIN' if decision.retrain else 'drift, no retrain' if decision.drift else 'ok'}: "
+                  f"{decision.reason}")
+            if not decision.drift:
+                return False
+            version = measured["champion_version"]
+            interval = f"{measured['interval'][0]}/{measured['interval'][1]}"
+            details = {"drift_share": measured["drift_share"], "threshold": spec.monitoring.drift_share,
+                       "drifted": measured["drifted"], "scores": measured["scores"], "report": measured["report"],
+                       "interval": interval, "performance": measured["performance"], "retrain": decision.retrain}
+            fresh = ledger.record(spec.name, "drift_detected", decision.reason, version=version,
+                                  run_id=context["run_id"], key=f"{spec.name}:drift:{interval}", details=details)
+            if fresh:
+                send_alert(Alert(model=spec.name, version=version, event="drift_detected", severity="warning",
+                                 summary=f"drift in {interval}: share {measured['drift_share']:.2f}"
+                                 + ("; retraining" if decision.retrain else "; no retrain"),
+                                 reason=decision.reason, links={"report": measured["report"] or ""}),
+                           webhook_conn_id=spec.alerts.webhook_conn_id, smtp_conn_id=spec.alerts.smtp_conn_id,
+                           email_to=list(spec.alerts.email_to), key=f"{spec.name}:drift:{interval}:alert")
+            if not decision.retrain:
+                return False
+            up_to = latest_validated_day(spec, end.date())
+            return {"reason": f"drift: {decision.reason}"[:500], "report": measured["report"],
+                    "as_of": up_to.isoformat() if up_to else None, "force": False}
+
+        trigger = TriggerDagRunOperator(
+            task_id="trigger_retrain",
+            trigger_dag_id=f"{spec.name}__train",
+            trigger_run_id="drift__{{ run_id }}",
+            conf="{{ ti.xcom_pull(task_ids='decide') }}",
+            wait_for_completion=False,
+            skip_when_already_exists=True,
+        )
+
+        @task
+        def record_retrain(measured: dict[str, Any], conf: dict[str, Any], **context: Any) -> str:
+            """Ledger ``retrain_triggered`` and tell ops which train run to watch."""
+            from lifecycle.alerts import Alert
+            from lifecycle.ledger import Ledger
+            from lifecycle_airflow.notifiers import send_alert
+
+            train_run = f"drift__{context['run_id']}"
+            key = f"{spec.name}:retrain:{context['run_id']}"
+            version = measured["champion_version"]
+            reason = f"{conf['reason']} -> {spec.name}__train run {train_run} (as of {conf['as_of']})"
+            if Ledger().record(spec.name, "retrain_triggered", reason, version=version, run_id=context["run_id"],
+                               key=key, details={"train_run_id": train_run, "report": conf["report"],
+                                                 "as_of": conf["as_of"]}):
+                send_alert(Alert(model=spec.name, version=version, event="retrain_triggered", severity="warning",
+                                 summary=f"retraining {spec.name} after drift: {spec.name}__train run {train_run}",
+                                 reason=conf["reason"], links={"report": conf["report"] or ""}),
+                           webhook_conn_id=spec.alerts.webhook_conn_id, smtp_conn_id=spec.alerts.smtp_conn_id,
+                           email_to=list(spec.alerts.email_to), key=f"{key}:alert")
+            return train_run
+
+        measured = measure()
+        conf = decide(measured)
+        conf >> trigger >> record_retrain(measured, conf)
+
+    return monitor_dag()
+
+
+for _spec in load_specs():
+    globals()[f"{_spec.name}__monitor"] = build_monitor(_spec)

@@ -1,0 +1,121 @@
+"""
+### SLO watch: `<model>__slo_watch` and `<model>__ops_alert`
+
+Independent of any deploy: every run of `<model>__slo_watch` (the spec's `schedules.slo_watch`) defers a
+sensor on the gateway's live metrics for one schedule period (`watch_seconds`, default: until the next run).
+The trigger polls `/admin/models/<model>/stats` every `serving.slo.poll_seconds` and fires when a version's
+error rate or p99 latency over the trailing `serving.slo.window_seconds` breaches `serving.slo` (with at least
+`min_requests` in the window), or when the gateway stops answering. A breach triggers `<model>__ops_alert`,
+which tells ops what breached and where to look; a clean window ends the run as skipped.
+
+`<model>__ops_alert` is a plain alert DAG: trigger it with `{"event", "summary", "reason", "version",
+"links"}` from anything that needs to page ops through the model's alert connections.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+from lifecycle_airflow.dagkit import default_args, load_specs, schedule, start_date
+from lifecycle_airflow.operators import GatewaySLOSensor
+
+
+def build_slo_watch(spec):
+    @dag(
+        dag_id=f"{spec.name}__slo_watch",
+        description=f"Watch {spec.name}'s live error rate and latency against its serving SLO",
+        doc_md=__doc__,
+        schedule=schedule(spec.schedules.slo_watch),
+        start_date=start_date(spec),
+        catchup=False,
+        max_active_runs=1,
+        render_template_as_native_obj=True,
+        default_args=default_args(spec, retries=1),
+        tags=["lifecycle", "alerts", spec.name, *spec.tags],
+        params={"watch_seconds": Param(None, type=["null", "number"], minimum=1,
+                                       description="How long to watch (default: one schedule period)")},
+    )
+    def slo_watch_dag():
+        @task
+        def window(**context: Any) -> float:
+            """Watch until the next scheduled run takes over (or for ``watch_seconds``)."""
+            if context["params"].get("watch_seconds"):
+                return float(context["params"]["watch_seconds"])
+            start, end = context["data_interval_start"], context["data_interval_end"]
+            return max((end - start).total_seconds(), 60.0)
+
+        watch = GatewaySLOSensor(
+            task_id="watch",
+            model=spec.name,
+            slo=spec.serving.slo.model_dump(),
+            watch_seconds="{{ ti.xcom_pull(task_ids='window') }}",
+        )
+
+        @task
+        def alert_payload(event: dict[str, Any], **context: Any) -> dict[str, Any]:
+            versions = sorted({b.split()[0].lstrip("v") for b in event["breaches"] if b.startswith("v")})
+            return {"event": "slo_breach", "version": versions[0] if len(versions) == 1 else None,
+                    "summary": f"serving SLO breached: {event['breaches'][0]}",
+                    "reason": "; ".join(event["breaches"]),
+                    "links": {"watch_run": context["run_id"]}, "severity": "error"}
+
+        page = TriggerDagRunOperator(
+            task_id="page_ops",
+            trigger_dag_id=f"{spec.name}__ops_alert",
+            trigger_run_id="slo__{{ run_id }}",
+            conf="{{ ti.xcom_pull(task_ids='alert_payload') }}",
+            wait_for_completion=False,
+            skip_when_already_exists=True,
+        )
+
+        window() >> watch
+        alert_payload(watch.output) >> page
+
+    return slo_watch_dag()
+
+
+def build_ops_alert(spec):
+    @dag(
+        dag_id=f"{spec.name}__ops_alert",
+        description=f"Deliver an ops alert about {spec.name} through its alert connections",
+        doc_md=__doc__,
+        schedule=None,
+        start_date=start_date(spec),
+        catchup=False,
+        default_args=default_args(spec, retries=1),
+        tags=["lifecycle", "alerts", spec.name, *spec.tags],
+        params={
+            "event": Param("ops_alert", type="string"),
+            "summary": Param("manual alert", type="string"),
+            "reason": Param("", type="string"),
+            "version": Param(None, type=["null", "string"]),
+            "severity": Param("warning", enum=["info", "warning", "error"]),
+            "links": Param({}, type="object"),
+        },
+    )
+    def ops_alert_dag():
+        @task
+        def deliver(**context: Any) -> list[str]:
+            from lifecycle.alerts import Alert
+            from lifecycle_airflow.notifiers import send_alert
+
+            p = context["params"]
+            alert = Alert(model=spec.name, event=p["event"], summary=p["summary"], version=p.get("version"),
+                          reason=p.get("reason") or "", severity=p.get("severity") or "warning",
+                          links={k: str(v) for k, v in (p.get("links") or {}).items()})
+            sent = send_alert(alert, webhook_conn_id=spec.alerts.webhook_conn_id,
+                              smtp_conn_id=spec.alerts.smtp_conn_id, email_to=list(spec.alerts.email_to),
+                              key=f"{spec.name}:ops_alert:{context['run_id']}")
+            print(f"ops alert: {alert.text()!r} delivered via {sent or 'no channel (see warnings)'}")
+            return sent
+
+        deliver()
+
+    return ops_alert_dag()
+
+
+for _spec in load_specs():
+    globals()[f"{_spec.name}__slo_watch"] = build_slo_watch(_spec)
+    globals()[f"{_spec.name}__ops_alert"] = build_ops_alert(_spec)
