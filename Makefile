@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-unit test-integration lint up down status bench-orchestration bench-serving lock clean
+.PHONY: venv demo test test-unit test-integration lint up down status bench-orchestration bench-serving bench-drift lock clean
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -42,6 +42,9 @@ lock: venv
 
 clean: down
 	rm -rf .lifecycle
+
+bench-drift: venv
+	@$(PY) bench/drift.py
 
 bench-serving: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

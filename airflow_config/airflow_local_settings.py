@@ -14,7 +14,8 @@ import sys
 import time
 
 DEFAULT_PRELOAD = ("pandas", "pyarrow.parquet", "sklearn.metrics", "great_expectations", "great_expectations.expectations",
-                   "mlflow", "mlflow.pyfunc", "lifecycle.validation", "lifecycle.trainflow")
+                   "mlflow", "mlflow.pyfunc", "lifecycle.validation", "lifecycle.trainflow",
+                   "evidently", "evidently.presets", "evidently.metrics", "lifecycle.monitoring")
 
 
 def _preload() -> None:

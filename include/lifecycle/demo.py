@@ -8,9 +8,13 @@
 4. a deliberately under-trained candidate: the offline gate rejects it;
 5. week 2: the upstream label join breaks (a concept-drift knob): the batches pass the data gate, the candidate
    trained on them beats the champion on its own held-out rows and passes the offline gate, but the canary
-   sees live outcomes: the accuracy check fails at the first step and the gateway is rolled back by itself;
+   sees live outcomes: the Brier or accuracy check fails (usually at the first step) and the gateway rolls back;
 6. week 3: clean data again; the retrained candidate is canaried 5% -> 25% -> 50% -> 100% and promoted;
-7. write the HTML lifecycle report and ``.lifecycle/demo/summary.json``, print the timeline, stop services
+7. week 4: the monitor DAG watches each simulated day of live traffic against the champion's reference with
+   Evidently; two stable days pass; then the applicant population shifts (covariate drift): the monitor
+   detects it in the first drifted interval, triggers the train DAG, and the retrained version is canaried
+   and promoted;
+8. write the HTML lifecycle report and ``.lifecycle/demo/summary.json``, print the timeline, stop services
    (unless ``KEEP=1``).
 """
 from __future__ import annotations
@@ -30,14 +34,17 @@ from lifecycle.spec import ModelSpec, get_spec
 
 DEMO_MODEL = "credit_default"
 FIRST_DAY = dt.date(2026, 1, 1)
+DRIFT = "covariate_drift:0.5"  # week 4's applicant population: poorer, more indebted, more renters
 #: Week -> day offset within the week -> scenario of that day's batch.
 WEEKS = {
     1: {0: "stable", 1: "stable", 2: "stable", 3: "broken:out_of_range", 4: "stable", 5: "stable",
         6: "broken:missing_column"},
-    2: dict.fromkeys(range(7), "concept_drift:1"),  # a broken label join upstream: invisible to GX
+    2: dict.fromkeys(range(7), "concept_drift:2"),  # a broken label join upstream: invisible to GX
     3: dict.fromkeys(range(7), "stable"),
+    4: {0: "stable", 1: "stable"} | dict.fromkeys(range(2, 7), DRIFT),  # the applicant population moves
 }
 CLIENT_RATE = 200.0  # requests per second from the simulated client population
+MONITOR_SECONDS = 25.0  # wall-clock length of one simulated day of live traffic in week 4
 
 
 def say(msg: str) -> None:
@@ -80,7 +87,22 @@ def build_report(spec: ModelSpec, paths: StatePaths, links: dict[str, str]) -> P
         say(f"report: registry not readable ({type(err).__name__}); versions omitted")
     out = default_report_path(spec.name, paths)
     return write_report(spec.name, Ledger(paths.ledger_db).events(spec.name), versions, out, links=links,
-                        report_dir=out.parent)
+                        report_dir=out.parent, readings=drift_readings(spec, paths))
+
+
+def drift_readings(spec: ModelSpec, paths: StatePaths) -> list:
+    """Every monitored interval's result (drifted or not), for the report's drift plot."""
+    from lifecycle.ledger import Event
+
+    out = []
+    for path in sorted((paths.reports / spec.name / "drift").glob("*/drift_summary.json")):
+        r = json.loads(path.read_text())
+        if r.get("scores"):
+            out.append(Event(spec.name, r["champion_version"], "monitor", r["interval"][1].replace("+00:00", "Z"),
+                             f"interval {r['interval'][0]}..{r['interval'][1]}: {r['rows']} rows, drifted: "
+                             f"{', '.join(r['drifted']) or 'none'}",
+                             {"drift_share": r["drift_share"], "threshold": spec.monitoring.drift_share}))
+    return out
 
 
 def write_summary(paths: StatePaths, *, airflow_url: str, gateway_url: str | None, report: Path) -> Path:
@@ -181,6 +203,34 @@ def canary(client, deploy_id: str, paths: StatePaths, after: str) -> None:
         f"({result.seconds:.0f}s)")
 
 
+def monitor_week(client, spec: ModelSpec, paths: StatePaths, clients) -> str | None:
+    """One monitor run per simulated day of week 4, on the wall-clock window that day's traffic took.
+
+    Returns the train run the monitor triggered (None if it never fired)."""
+    from lifecycle.monitoring import report_dir
+
+    monitor_id = f"{spec.name}__monitor"
+    for i, day in enumerate(week_days(4)):
+        scenario = WEEKS[4][i]
+        clients.switch(scenario)
+        start = dt.datetime.now(dt.UTC)
+        time.sleep(MONITOR_SECONDS)
+        end = dt.datetime.now(dt.UTC)
+        run_id = f"demo_monitor_{day}"
+        client.trigger(monitor_id, run_id=run_id, interval=(start, end), note=f"demo: live traffic of {day} "
+                       f"({scenario})")
+        result = client.wait(monitor_id, run_id, timeout=600)
+        _expect_success(client, result, paths)
+        summary = json.loads((report_dir(spec, start, end, paths) / "drift_summary.json").read_text())
+        fired = result.tasks.get("trigger_retrain") == "success"
+        say(f"  monitor {day} ({scenario}): {summary['rows']} rows, {summary['labels']} labels, drift share "
+            f"{summary['drift_share']:.2f} ({', '.join(summary['drifted']) or 'no feature drifted'}); "
+            + ("RETRAIN triggered" if fired else "no retrain") + f" ({result.seconds:.0f}s)")
+        if fired:
+            return f"drift__{run_id}"
+    return None
+
+
 def run(keep: bool = False, keep_state: bool = False) -> int:
     from lifecycle import services
     from lifecycle.airflow_client import AirflowClient
@@ -201,7 +251,8 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
     try:
         client = AirflowClient(stack.airflow_url)
         gate_id, train_id = f"{spec.name}__data_gate", f"{spec.name}__train"
-        client.wait_for_dags([gate_id, train_id, f"{spec.name}__deploy", f"{spec.name}__rollback"])
+        client.wait_for_dags([gate_id, train_id, f"{spec.name}__deploy", f"{spec.name}__rollback",
+                              f"{spec.name}__monitor"])
         for dag_id in (gate_id, train_id):
             client.unpause(dag_id)
 
@@ -231,6 +282,20 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
             train(client, spec, paths, "demo_train_week3", week_days(3)[-1],
                   {"reason": "demo: nightly retrain on week 3 (clean data)"})
             canary(client, deploy_id, paths, after="demo_train_week3")
+
+            gate_week(client, spec, paths, 4)
+            say(f"week 4: the monitor DAG compares each day of live traffic with v4's reference (Evidently); "
+                f"from {week_days(4)[2]} the applicant population shifts ({DRIFT})")
+            client.unpause(f"{spec.name}__monitor")
+            retrain = monitor_week(client, spec, paths, clients)
+            if retrain is None:
+                raise SystemExit("demo: the monitor never detected the covariate drift")
+            result = client.wait(train_id, retrain, timeout=900)
+            _expect_success(client, result, paths)
+            gate = next((e for e in reversed(Ledger(paths.ledger_db).events(spec.name))
+                         if e.event in ("gate_passed", "gate_rejected") and e.run_id == retrain), None)
+            say(f"  {retrain}: {gate.reason if gate else result.tasks} ({result.seconds:.0f}s)")
+            canary(client, deploy_id, paths, after=retrain)
         finally:
             stats = clients.stop()
         say(f"client population: {stats['sent']} requests, {stats['ok']} answered, {stats['failed']} failed, "
@@ -253,6 +318,7 @@ Done in {time.monotonic() - started:.0f}s.
   MLflow UI      {mlflow_ui}
   alerts         {alerts} ({n_alerts} received)
   GX reports     {paths.reports / spec.name / 'gx'} and {paths.quarantine(spec.name)}
+  drift reports  {paths.reports / spec.name / 'drift'}/*/drift_report.html (Evidently)
 """)
         return 0
     finally:

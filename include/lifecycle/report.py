@@ -390,9 +390,13 @@ def _drift_points(timed: list[tuple[dt.datetime, Event]]) -> list[tuple[dt.datet
     return out
 
 
-def _drift_svg(timed: list[tuple[dt.datetime, Event]], scale: _TimeScale) -> str | None:
-    """Drift share over time against its threshold (a step line), promotions and rollbacks as vertical lines."""
-    points = _drift_points(timed)
+def _drift_svg(timed: list[tuple[dt.datetime, Event]], scale: _TimeScale,
+               readings: list[tuple[dt.datetime, Event]] | None = None) -> str | None:
+    """Drift share over time against its threshold (a step line), promotions and rollbacks as vertical lines.
+
+    ``readings`` (every monitored interval, drifted or not) are plotted when given; else the timed events that
+    carry a drift share."""
+    points = _drift_points(readings) if readings else _drift_points(timed)
     if not points:
         return None
     values = [share for _, share, _, _ in points] + [t for _, _, t, _ in points if t is not None]
@@ -539,13 +543,14 @@ svg .promo-line,svg .rollback-line{stroke-width:1.5;stroke-dasharray:3 3}
 
 def render_report(model: str, events: list[Event], versions: list[VersionInfo], *, title: str | None = None,
                   links: dict[str, str] | None = None, report_dir: Path | None = None,
-                  generated_at: dt.datetime | None = None) -> str:
+                  generated_at: dt.datetime | None = None, readings: list[Event] | None = None) -> str:
     """The lifecycle report of one model as a self-contained HTML page.
 
     ``events`` are the model's ledger events (any order; shown by time), ``versions`` its registered versions.
     ``links`` (label to URL, e.g. the Airflow and MLflow UIs) are listed at the top. ``report_dir`` is the
     folder the page will be saved in: absolute report paths in event details are linked relative to it.
-    ``generated_at`` (default: now) is the time stamped in the header.
+    ``generated_at`` (default: now) is the time stamped in the header. ``readings`` are the monitor's results
+    per interval (``details``: ``drift_share``, ``threshold``), plotted in the drift chart only.
     """
     events = list(events)
     versions = list(versions)
@@ -557,6 +562,8 @@ def render_report(model: str, events: list[Event], versions: list[VersionInfo], 
     parsed.sort(key=lambda p: (p[0] is None, p[0] or dt.datetime.min.replace(tzinfo=dt.UTC), p[1]))
     ordered = [e for _, _, e in parsed]
     timed = [(when, e) for when, _, e in parsed if when is not None]
+    timed_readings = sorted(((w, r) for r in readings or [] if (w := _parse_time(r.at)) is not None),
+                            key=lambda p: p[0])
 
     counts = Counter(e.event for e in events)
     kinds = [k for k in EVENTS if counts[k]] + sorted(k for k in counts if k not in EVENTS)
@@ -581,7 +588,7 @@ def render_report(model: str, events: list[Event], versions: list[VersionInfo], 
 
     out.append("<section><h2>Timeline</h2>")
     if timed:
-        scale = _TimeScale([when for when, _ in timed], 130.0, _SVG_W - 20.0)
+        scale = _TimeScale([when for when, _ in timed + timed_readings], 130.0, _SVG_W - 20.0)
         out.append(_timeline_svg(timed, scale) + _legend())
     else:
         scale = None
@@ -591,7 +598,7 @@ def render_report(model: str, events: list[Event], versions: list[VersionInfo], 
     auc = _auc_svg(versions)
     if auc:
         out.append("<section><h2>ROC AUC per version</h2>" + auc + "</section>")
-    drift = _drift_svg(timed, scale) if scale else None
+    drift = _drift_svg(timed, scale, timed_readings) if scale else None
     if drift:
         out.append("<section><h2>Drift share</h2>" + drift
                    + '<p class="legend"><span>dashed red: drift threshold</span><span>dotted green: promotion'

@@ -33,6 +33,7 @@ class ClientPopulation:
         self.statuses: dict[int, int] = {}
         self.errors: dict[str, int] = {}  # transport errors by kind
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one refill at a time; a scenario switch never mixes populations
         self._refill()  # the first day synchronously, so requests start at once
         self._threads = [threading.Thread(target=self._produce, daemon=True, name="applicants"),
                          threading.Thread(target=self._requests, daemon=True, name="clients"),
@@ -43,12 +44,23 @@ class ClientPopulation:
         from lifecycle.validation import numpy_dtypes
 
         spec = self.spec
-        frame = numpy_dtypes(generate_batch(spec, self.day, Scenario.parse(self.scenario)))
-        self.day += dt.timedelta(days=1)
-        feats = frame[spec.data.feature_names]
-        rows = feats.astype(object).where(feats.notna(), None).to_dict("records")
-        self.applicants.extend(zip(rows, frame[spec.data.target].astype(int).tolist(),
-                                   frame[spec.data.id_column].astype(str).tolist(), strict=True))
+        with self._lock:
+            frame = numpy_dtypes(generate_batch(spec, self.day, Scenario.parse(self.scenario)))
+            self.day += dt.timedelta(days=1)
+            feats = frame[spec.data.feature_names]
+            rows = feats.astype(object).where(feats.notna(), None).to_dict("records")
+            self.applicants.extend(zip(rows, frame[spec.data.target].astype(int).tolist(),
+                                       frame[spec.data.id_column].astype(str).tolist(), strict=True))
+
+    def switch(self, scenario: str) -> None:
+        """From now on, applicants come from ``scenario`` (e.g. ``covariate_drift:0.5``): the population moves."""
+        from lifecycle.datagen import Scenario
+
+        Scenario.parse(scenario)  # a typo fails here, not in the producer thread
+        with self._lock:
+            self.scenario = scenario
+            self.applicants.clear()
+        self._refill()
 
     def _produce(self) -> None:
         while not self._stop.wait(0.2):

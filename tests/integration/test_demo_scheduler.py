@@ -43,15 +43,23 @@ def test_summary_meets_the_interface(demo):
     by_event = {}
     for e in summary["events"]:
         by_event.setdefault(e["event"], []).append(e)
-    assert [e["version"] for e in by_event["promoted"]] == ["1", "4"]
+    assert [e["version"] for e in by_event["promoted"]] == ["1", "4", "5"]
     [rolled] = by_event["rolled_back"]
     assert rolled["version"] == "3" and ("breached accuracy" in rolled["reason"] or "breached brier" in rolled["reason"])
     assert [e["version"] for e in by_event["gate_rejected"]] == ["2"]
-    assert {e["version"] for e in by_event["canary_step"]} == {"3", "4"}
+    assert {e["version"] for e in by_event["canary_step"]} == {"3", "4", "5"}
+    # Week 4: covariate drift detected in its first drifted interval (none before), retrain triggered, v5 trained
+    [drift] = by_event["drift_detected"]
+    [retrain] = by_event["retrain_triggered"]
+    assert drift["version"] == retrain["version"] == "4" and "drift share" in drift["reason"]
+    assert "credit_default__train run drift__demo_monitor_2026-01-24" in retrain["reason"]
+    trained_after = [e for e in by_event["trained"] if e["at"] > retrain["at"]]
+    assert [e["version"] for e in trained_after] == ["5"]
     if CHECKER.exists():  # the shared checker sits beside the repo in CI and in sessions
         check = subprocess.run([sys.executable, str(CHECKER), str(path), "--expect", "batch_validated",
                                 "batch_quarantined", "trained", "gate_passed", "gate_rejected", "promoted",
-                                "canary_step", "rolled_back", "alert_sent"], capture_output=True, text=True)
+                                "canary_step", "rolled_back", "alert_sent", "drift_detected", "retrain_triggered"],
+                               capture_output=True, text=True)
         assert check.returncode == 0, check.stdout
 
 
@@ -63,6 +71,16 @@ def test_alerts_reached_the_receiver(demo):
     assert len(quarantined) == 2 and all(a["links"]["report"].endswith("report.html") for a in quarantined)
     [rollback] = [a for a in alerts if a["event"] == "rolled_back"]
     assert rollback["version"] == "3" and "breached" in rollback["reason"]
+    [drift] = [a for a in alerts if a["event"] == "drift_detected"]
+    assert drift["links"]["report"].endswith("drift_report.html") and Path(drift["links"]["report"]).exists()
+    assert [a["event"] for a in alerts].count("retrain_triggered") == 1
+
+
+def test_the_monitor_stayed_quiet_on_stable_days(demo):
+    _state, done = demo
+    lines = [ln for ln in done.stdout.splitlines() if "  monitor 2026-01-" in ln]
+    assert len(lines) == 3, lines
+    assert all("no retrain" in ln for ln in lines[:2]) and "RETRAIN triggered" in lines[2], lines
 
 
 def test_clients_were_served_through_every_weight_change(demo):

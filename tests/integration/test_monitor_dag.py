@@ -55,24 +55,10 @@ def env(tmp_path_factory, airflow_db):
 
         paths = StatePaths.current()
         spec = get_spec("credit_default")
-        for day in land_days(spec, paths, days=DAYS[:4]):
-            gate_batch(spec, day, paths=paths)
-        trained = tf.train_candidate(spec, DAYS[3], "monitor_v1", paths=paths, epochs=4)
-        registry = Registry(paths)
-        registry.register(spec.model_name, trained["model_uri"], trained["run_id"],
-                          {"lifecycle.dag_run_id": "monitor_v1", "lifecycle.status": "champion"},
-                          model_id=trained["model_id"])
-        registry.set_alias(spec.model_name, CHAMPION, "1")
-        tf.evaluate_candidate(spec, trained, paths)  # the offline test metrics live performance is compared to
-        with tempfile.TemporaryDirectory() as tmp:
-            model = load_model_dir(registry.download_model(spec.model_name, "1", Path(tmp)))
-        # Hours ending 3 h, 2 h and 1 h ago: stable, drifted, drifted (the third falls in the cooldown).
-        scenarios = {3: "stable", 2: "covariate_drift:0.5", 1: "covariate_drift:0.5"}
-        for hours_ago, scenario in scenarios.items():
-            frame = numpy_dtypes(generate_batch(spec, dt.date(2026, 2, hours_ago), Scenario.parse(scenario)))
-            end = HOUR - dt.timedelta(hours=hours_ago - 1)
-            write_traffic_log(spec, paths.root, frame, version="1", probability=model.predict_proba(frame),
-                              threshold=model.threshold, start=end - dt.timedelta(hours=1), end=end)
+        model = champion_with_reference(spec, paths)
+        # The three hours before this one: stable, drifted, drifted (the last falls in the cooldown).
+        traffic(spec, paths, model, {HOUR - dt.timedelta(hours=2): "stable", HOUR - dt.timedelta(hours=1):
+                                     "covariate_drift:0.5", HOUR: "covariate_drift:0.5"})
         received = root / "alerts.jsonl"
         receiver = serve_receiver(received)
         mp.setenv("AIRFLOW_CONN_LIFECYCLE_ALERTS", alert_conn(receiver.server_address[1]))
@@ -83,6 +69,29 @@ def env(tmp_path_factory, airflow_db):
         yield {"paths": paths, "bag": bag, "spec": spec, "received": received, "mp": mp,
                "receiver_port": receiver.server_address[1]}
         receiver.shutdown()
+
+
+def champion_with_reference(spec, paths):
+    """v1 trained briefly on four validated days, champion, with its drift reference and offline metrics."""
+    for day in land_days(spec, paths, days=DAYS[:4]):
+        gate_batch(spec, day, paths=paths)
+    trained = tf.train_candidate(spec, DAYS[3], "monitor_v1", paths=paths, epochs=4)
+    registry = Registry(paths)
+    registry.register(spec.model_name, trained["model_uri"], trained["run_id"],
+                      {"lifecycle.dag_run_id": "monitor_v1", "lifecycle.status": "champion"},
+                      model_id=trained["model_id"])
+    registry.set_alias(spec.model_name, CHAMPION, "1")
+    tf.evaluate_candidate(spec, trained, paths)  # the offline test metrics live performance is compared to
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_model_dir(registry.download_model(spec.model_name, "1", Path(tmp)))
+
+
+def traffic(spec, paths, model, hours: dict[dt.datetime, str]) -> None:
+    """One hour of gateway-format traffic (3,000 rows scored by ``model``) ending at each key, per scenario."""
+    for i, (end, scenario) in enumerate(hours.items()):
+        frame = numpy_dtypes(generate_batch(spec, dt.date(2026, 2, 1 + i), Scenario.parse(scenario)))
+        write_traffic_log(spec, paths.root, frame, version="1", probability=model.predict_proba(frame),
+                          threshold=model.threshold, start=end - dt.timedelta(hours=1), end=end)
 
 
 def run_hour(env, hours_ago: int):
