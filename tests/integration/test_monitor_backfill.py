@@ -59,7 +59,9 @@ def backfill(stack, *extra: str) -> list[dict]:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         runs = client._req("GET", f"/dags/{DAG}/dagRuns", params={"limit": 50})["dag_runs"]
-        if len(runs) >= 3 and all(r["state"] in ("success", "failed") for r in runs):
+        backfills = client._req("GET", "/backfills", params={"dag_id": DAG})["backfills"]
+        if len(runs) >= 3 and all(r["state"] in ("success", "failed") for r in runs) \
+                and all(b["completed_at"] for b in backfills):  # one backfill per DAG at a time
             return runs
         time.sleep(3)
     raise AssertionError(f"backfill runs did not finish: {[(r['dag_run_id'], r['state']) for r in runs]}")
