@@ -73,6 +73,18 @@ class LogWriter:
         self._thread.join(timeout=5)
 
 
+def log_files(root: Path, kind: str, model: str, start: dt.datetime, end: dt.datetime) -> list[Path]:
+    """The files that may hold records of ``kind`` for ``model`` in ``[start, end)``: one folder per hour."""
+    out: list[Path] = []
+    hour = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        folder = root / kind / model / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+        if folder.exists():
+            out += sorted(folder.glob("*.jsonl"))
+        hour += dt.timedelta(hours=1)
+    return out
+
+
 def read_records(root: Path, kind: str, model: str, start: dt.datetime,
                  end: dt.datetime) -> Iterator[dict[str, Any]]:
     """Records of ``kind`` for ``model`` with ``start <= ts < end`` (UTC), reading only the hours covered.
