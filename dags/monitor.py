@@ -66,10 +66,9 @@ def build_monitor(spec):
         @task.short_circuit
         def decide(measured: dict[str, Any], **context: Any) -> dict[str, Any] | bool:
             """The monitoring policy; records and alerts drift; returns the retrain conf when it fires."""
-            from lifecycle.alerts import Alert
             from lifecycle.ledger import Ledger
             from lifecycle.monitoring import decide, history, latest_validated_day
-            from lifecycle_airflow.notifiers import send_alert
+            from lifecycle_airflow.notifiers import alert_ops
 
             ledger = Ledger()
             now = dt.datetime.now(dt.UTC)
@@ -91,12 +90,10 @@ def build_monitor(spec):
             fresh = ledger.record(spec.name, "drift_detected", decision.reason, version=version,
                                   run_id=context["run_id"], key=f"{spec.name}:drift:{interval}", details=details)
             if fresh:
-                send_alert(Alert(model=spec.name, version=version, event="drift_detected", severity="warning",
-                                 summary=f"drift in {interval}: share {measured['drift_share']:.2f}"
-                                 + ("; retraining" if decision.retrain else "; no retrain"),
-                                 reason=decision.reason, links={"report": measured["report"] or ""}),
-                           webhook_conn_id=spec.alerts.webhook_conn_id, smtp_conn_id=spec.alerts.smtp_conn_id,
-                           email_to=list(spec.alerts.email_to), key=f"{spec.name}:drift:{interval}:alert")
+                alert_ops(spec, "drift_detected", f"drift in {interval}: share {measured['drift_share']:.2f}"
+                          + ("; retraining" if decision.retrain else "; no retrain"), version=version,
+                          reason=decision.reason, links={"report": measured["report"] or ""},
+                          key=f"{spec.name}:drift:{interval}:alert")
             if not decision.retrain:
                 return False
             up_to = latest_validated_day(spec, end.date())
@@ -115,9 +112,8 @@ def build_monitor(spec):
         @task
         def record_retrain(measured: dict[str, Any], conf: dict[str, Any], **context: Any) -> str:
             """Ledger ``retrain_triggered`` and tell ops which train run to watch."""
-            from lifecycle.alerts import Alert
             from lifecycle.ledger import Ledger
-            from lifecycle_airflow.notifiers import send_alert
+            from lifecycle_airflow.notifiers import alert_ops
 
             train_run = f"drift__{context['run_id']}"
             key = f"{spec.name}:retrain:{context['run_id']}"
@@ -126,11 +122,9 @@ def build_monitor(spec):
             if Ledger().record(spec.name, "retrain_triggered", reason, version=version, run_id=context["run_id"],
                                key=key, details={"train_run_id": train_run, "report": conf["report"],
                                                  "as_of": conf["as_of"]}):
-                send_alert(Alert(model=spec.name, version=version, event="retrain_triggered", severity="warning",
-                                 summary=f"retraining {spec.name} after drift: {spec.name}__train run {train_run}",
-                                 reason=conf["reason"], links={"report": conf["report"] or ""}),
-                           webhook_conn_id=spec.alerts.webhook_conn_id, smtp_conn_id=spec.alerts.smtp_conn_id,
-                           email_to=list(spec.alerts.email_to), key=f"{key}:alert")
+                alert_ops(spec, "retrain_triggered", f"retraining {spec.name} after drift: {spec.name}__train run "
+                          f"{train_run}", version=version, reason=conf["reason"],
+                          links={"report": conf["report"] or ""}, key=f"{key}:alert")
             return train_run
 
         measured = measure()

@@ -49,8 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("report", help="write the HTML lifecycle report")
     p.add_argument("model")
+    for name, text in (("verify-archive", "read every file of an archived version back and check its manifest"),
+                       ("restore", "verify an archived version and register it again as a new version")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("model")
+        p.add_argument("version", help="the archived (original) version number")
+        p.add_argument("--archive-uri", help="s3://bucket/prefix or a folder (default: the spec's; S3 endpoint from "
+                                             "$AWS_ENDPOINT_URL, credentials from the usual AWS variables)")
     args = parser.parse_args(argv)
 
+    from lifecycle.archive import ChecksumMismatchError
     from lifecycle.paths import StatePaths
     from lifecycle.spec import SpecError, get_spec, load_specs
 
@@ -107,9 +115,27 @@ def main(argv: list[str] | None = None) -> int:
             from lifecycle.demo import build_report
 
             print(build_report(get_spec(args.model), paths, {}))
+        elif args.cmd in ("verify-archive", "restore"):
+            from lifecycle.archive import open_store, verify_archive
+            from lifecycle.retirement import archive_uri, restore
+
+            spec = get_spec(args.model)
+            store = open_store(args.archive_uri or archive_uri(spec, paths))
+            if args.cmd == "verify-archive":
+                manifest, digest = verify_archive(store, spec.name, args.version)
+                print(f"ok: {len(manifest['files'])} files match {store.uri}/{spec.name}/v{args.version}/manifest.json "
+                      f"(sha256 {digest})")
+            else:
+                run_id = f"cli_restore__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+                result = restore(spec, store, args.version, run_id, paths)
+                print(f"restored {spec.name} v{args.version} from {result['restored_from']} as v{result['version']} "
+                      "(weight 0: load and deploy it through the gateway / the deploy DAG)")
     except SpecError as err:
         print(f"spec error: {err}", file=sys.stderr)
         return 2
+    except ChecksumMismatchError as err:
+        print(f"refused: archive does not match its manifest: {err}", file=sys.stderr)
+        return 4
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -14,7 +14,9 @@
    Evidently; two stable days pass; then the applicant population shifts (covariate drift): the monitor
    detects it in the first drifted interval, triggers the train DAG, and the retrained version is canaried
    and promoted;
-8. write the HTML lifecycle report and ``.lifecycle/demo/summary.json``, print the timeline, stop services
+8. retirement: v1 (no alias left, no traffic since week 3) is drained, archived with a sha256 manifest to the
+   local archive, verified and retired; then restored once (a new version, weight 0) to prove the round trip;
+9. write the HTML lifecycle report and ``.lifecycle/demo/summary.json``, print the timeline, stop services
    (unless ``KEEP=1``).
 """
 from __future__ import annotations
@@ -231,6 +233,29 @@ def monitor_week(client, spec: ModelSpec, paths: StatePaths, clients) -> str | N
     return None
 
 
+def retire_and_restore(client, spec: ModelSpec, paths: StatePaths, version: int) -> None:
+    """Retire ``version`` through the retire DAG, then restore it once through the restore DAG."""
+    retire_id, restore_id = f"{spec.name}__retire", f"{spec.name}__restore"
+    for dag_id in (retire_id, restore_id):
+        client.unpause(dag_id)
+    say(f"retirement: v{version} has no alias left and serves no traffic; drain, archive, verify, retire")
+    run_id = f"demo_retire_v{version}"
+    client.trigger(retire_id, run_id=run_id, conf={"version": version, "reason": "demo: superseded; no "
+                                                   "traffic since a newer champion took over"})
+    result = client.wait(retire_id, run_id, timeout=600)
+    _expect_success(client, result, paths)
+    ledger = Ledger(paths.ledger_db)
+    archived = next(e for e in reversed(ledger.events(spec.name, "archived")) if e.version == str(version))
+    say(f"  {archived.reason} ({result.seconds:.0f}s)")
+    run_id = f"demo_restore_v{version}"
+    client.trigger(restore_id, run_id=run_id, conf={"version": version})
+    result = client.wait(restore_id, run_id, timeout=600)
+    _expect_success(client, result, paths)
+    restored = ledger.last(spec.name, "restored")
+    say(f"  {restored.reason if restored else result.tasks}; loaded in the gateway with weight 0 "
+        f"({result.seconds:.0f}s)")
+
+
 def run(keep: bool = False, keep_state: bool = False) -> int:
     from lifecycle import services
     from lifecycle.airflow_client import AirflowClient
@@ -252,7 +277,7 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
         client = AirflowClient(stack.airflow_url)
         gate_id, train_id = f"{spec.name}__data_gate", f"{spec.name}__train"
         client.wait_for_dags([gate_id, train_id, f"{spec.name}__deploy", f"{spec.name}__rollback",
-                              f"{spec.name}__monitor"])
+                              f"{spec.name}__monitor", f"{spec.name}__retire", f"{spec.name}__restore"])
         for dag_id in (gate_id, train_id):
             client.unpause(dag_id)
 
@@ -296,6 +321,7 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
                          if e.event in ("gate_passed", "gate_rejected") and e.run_id == retrain), None)
             say(f"  {retrain}: {gate.reason if gate else result.tasks} ({result.seconds:.0f}s)")
             canary(client, deploy_id, paths, after=retrain)
+            retire_and_restore(client, spec, paths, version=1)
         finally:
             stats = clients.stop()
         say(f"client population: {stats['sent']} requests, {stats['ok']} answered, {stats['failed']} failed, "
@@ -319,6 +345,7 @@ Done in {time.monotonic() - started:.0f}s.
   alerts         {alerts} ({n_alerts} received)
   GX reports     {paths.reports / spec.name / 'gx'} and {paths.quarantine(spec.name)}
   drift reports  {paths.reports / spec.name / 'drift'}/*/drift_report.html (Evidently)
+  archive        {paths.archive}/{spec.name}/v*/manifest.json   (`lifecycle verify-archive {spec.name} 1` re-checks it)
 """)
         return 0
     finally:

@@ -254,12 +254,40 @@ class MonitoringPolicy(_Strict):
         return self.feature_thresholds.get(feature, self.feature_threshold)
 
 
+class RetirementPolicy(_Strict):
+    """Where archives go and when versions retire on their own."""
+
+    #: ``s3://bucket/prefix`` (through the Airflow ``aws`` connection ``aws_conn_id``, so any S3-compatible
+    #: store works) or a local folder; default: ``<state>/archive``.
+    archive_uri: str | None = None
+    aws_conn_id: str = "lifecycle_archive"
+    #: The scheduled retire run retires versions with no champion/challenger/previous alias and no traffic for
+    #: this many days (0: only manual retirement).
+    retain_days: Annotated[float, Field(ge=0)] = 30.0
+    #: Drain: after its weight reaches 0 the version must serve no request for this long before it is archived.
+    quiet_seconds: Annotated[float, Field(ge=0)] = 30.0
+    max_drain_seconds: Annotated[float, Field(gt=0)] = 900.0
+    #: Delete the version's local checkpoints and staging copy once its archive is verified.
+    delete_local_artifacts: bool = True
+
+    @field_validator("archive_uri")
+    @classmethod
+    def _uri(cls, uri: str | None) -> str | None:
+        if uri and "://" in uri and not uri.startswith(("s3://", "file://")):
+            raise ValueError("archive_uri must be s3://bucket/prefix or a local folder")
+        if uri and uri.startswith("s3://") and not uri[5:].split("/")[0]:
+            raise ValueError("archive_uri s3://... names no bucket")
+        return uri
+
+
 class Schedules(_Strict):
     """Cron expressions (or Airflow presets) for each lifecycle DAG."""
 
     data_gate: str = "@daily"
     train: str = "0 2 * * *"
     monitor: str = "@hourly"
+    #: Retention sweep: retires the versions ``retirement.retain_days`` allows.
+    retire: str = "0 4 * * 0"
     #: Each watch run waits (deferred) for an SLO breach for up to one period of this schedule.
     slo_watch: str = "*/30 * * * *"
     #: First data interval the DAGs know about (backfills can reach back to it).
@@ -289,6 +317,7 @@ class ModelSpec(_Strict):
     serving: ServingConfig = ServingConfig()
     canary: CanaryPlan = CanaryPlan()
     monitoring: MonitoringPolicy = MonitoringPolicy()
+    retirement: RetirementPolicy = RetirementPolicy()
     alerts: AlertConfig = AlertConfig()
     tags: list[str] = Field(default_factory=list)
 

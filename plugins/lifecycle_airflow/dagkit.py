@@ -70,16 +70,19 @@ def interval_day(context: dict[str, Any], override: str | None = None) -> dt.dat
 @contextlib.contextmanager
 def fail_fast() -> Iterator[None]:
     """Errors a retry cannot fix (bad spec or override, empty window, diverged training, a version that may not
-    be deployed) fail the task at once,
+    be deployed or retired, a tampered archive) fail the task at once,
     with the same message, instead of burning retries; transient errors (I/O, an unreachable MLflow) retry."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from lifecycle.archive import ChecksumMismatchError
     from lifecycle.deploy import DeployError
+    from lifecycle.retirement import RetireRefusedError
     from lifecycle.spec import SpecError
     from lifecycle.trainflow import EmptyWindowError
     from lifecycle.training import TrainingError
 
     try:
         yield
-    except (SpecError, EmptyWindowError, TrainingError, ValidationError, DeployError) as err:
+    except (SpecError, EmptyWindowError, TrainingError, ValidationError, DeployError, RetireRefusedError,
+            ChecksumMismatchError) as err:
         raise AirflowFailException(f"{type(err).__name__}: {err}") from err

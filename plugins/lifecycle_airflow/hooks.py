@@ -43,3 +43,24 @@ class GatewayHook(BaseHook):
         except Exception as err:  # noqa: BLE001 - the UI shows the message
             return False, str(err)
         return True, f"gateway ready: {ready}"
+
+
+def gateway_client(conn_id: str = GatewayHook.default_conn_name) -> GatewayClient:
+    """The gateway's admin client from the ``lifecycle_gateway`` connection."""
+    return GatewayHook(conn_id).get_conn()
+
+
+def archive_store(spec: Any, uri: str | None = None) -> Any:
+    """The archive store for ``uri`` (default: the spec's); S3 through the amazon provider's ``S3Hook`` and the
+    spec's ``aws`` connection (its ``endpoint_url`` extra points at any S3-compatible store)."""
+    from lifecycle.archive import open_store
+    from lifecycle.paths import StatePaths
+    from lifecycle.retirement import archive_uri
+
+    uri = uri or archive_uri(spec, StatePaths.current())
+    client = None
+    if uri.startswith("s3://"):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        client = S3Hook(aws_conn_id=spec.retirement.aws_conn_id).get_conn()
+    return open_store(uri, client)

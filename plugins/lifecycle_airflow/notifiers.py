@@ -61,6 +61,17 @@ def send_alert(alert: Alert, *, webhook_conn_id: str | None = "lifecycle_alerts"
     return deliver(alert, channels, ledger, key=key)
 
 
+def alert_ops(spec: Any, event: str, summary: str, *, version: str | None = None, reason: str = "",
+              severity: str = "warning", links: dict[str, str] | None = None, key: str | None = None) -> list[str]:
+    """A policy-event alert about ``spec``'s model through the channels its spec names."""
+    from lifecycle.alerts import Alert
+
+    return send_alert(Alert(model=spec.name, version=version, event=event, severity=severity, summary=summary,
+                            reason=reason, links={k: str(v) for k, v in (links or {}).items()}),
+                      webhook_conn_id=spec.alerts.webhook_conn_id, smtp_conn_id=spec.alerts.smtp_conn_id,
+                      email_to=list(spec.alerts.email_to), key=key)
+
+
 class LifecycleAlertNotifier(BaseNotifier):
     """Task/DAG failure callback: tells ops which model's which task failed, why, and where its log is."""
 

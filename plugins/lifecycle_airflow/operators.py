@@ -113,3 +113,35 @@ class GatewaySLOSensor(BaseOperator):
             raise AirflowSkipException(f"slo watch: no breach in {float(self.watch_seconds):.0f}s")
         self.log.warning("slo watch: BREACH: %s", "; ".join(event["breaches"]))
         return event
+
+
+class GatewayQuietSensor(BaseOperator):
+    """Deferrable: wait until the gateway has served no request from the drained version for a quiet period."""
+
+    template_fields: Sequence[str] = ("drained",)
+    ui_color = "#f0c419"
+
+    def __init__(self, *, model: str, quiet_seconds: float, max_seconds: float, drained: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model, self.quiet_seconds, self.max_seconds, self.drained = model, quiet_seconds, max_seconds, drained
+
+    def execute(self, context: Any) -> None:
+        from lifecycle_airflow.triggers import GatewayQuietTrigger
+
+        drained = self.drained
+        at = float(drained["at"])
+        # A version that had traffic until the drain waits a full quiet period from then; one that had none
+        # only needs no request in the last quiet period (the gateway's own window says so).
+        since = at if drained.get("had_weight") else at - self.quiet_seconds
+        self.log.info("drain: waiting until v%s has served nothing for %ss", drained["version"], self.quiet_seconds)
+        self.defer(trigger=GatewayQuietTrigger(model=self.model, version=str(drained["version"]),
+                                               quiet_seconds=self.quiet_seconds, drained_at=since,
+                                               until=at + self.max_seconds),
+                   method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        if not event.get("quiet"):
+            raise RuntimeError(f"drain: the version never went quiet within {self.max_seconds:g}s: {event['why']}; "
+                               "nothing was archived or changed")
+        self.log.info("drain: quiet (%s)", event)
+        return event

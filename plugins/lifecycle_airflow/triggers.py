@@ -120,3 +120,54 @@ class GatewaySLOTrigger(BaseTrigger):
                     yield TriggerEvent({"breached": False, "at": now, "unreachable_polls": unreachable})
                     return
                 await asyncio.sleep(min(self.slo["poll_seconds"], max(self.until - now, 0.1)))
+
+
+class GatewayQuietTrigger(BaseTrigger):
+    """Waits until a drained version has served no request for ``quiet_seconds`` (in-flight requests done).
+
+    A version the gateway does not have loaded is quiet at once. Gives up at ``until``.
+    """
+
+    def __init__(self, *, model: str, version: str, quiet_seconds: float, drained_at: float, until: float,
+                 poll_seconds: float = 2.0, gateway_conn_id: str = "lifecycle_gateway") -> None:
+        super().__init__()
+        self.model, self.version, self.quiet_seconds = model, version, quiet_seconds
+        self.drained_at, self.until, self.poll_seconds = drained_at, until, poll_seconds
+        self.gateway_conn_id = gateway_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"model": self.model, "version": self.version, "quiet_seconds": self.quiet_seconds,
+                 "drained_at": self.drained_at, "until": self.until, "poll_seconds": self.poll_seconds,
+                 "gateway_conn_id": self.gateway_conn_id})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import httpx
+
+        from lifecycle_airflow.hooks import GatewayHook
+
+        conn = await GatewayHook.aget_connection(self.gateway_conn_id)
+        url = f"{GatewayHook.base_url(conn)}/admin/models/{self.model}/stats"
+        headers = {"Authorization": f"Bearer {conn.password}"}
+        last = "no answer from the gateway yet"
+        async with httpx.AsyncClient(timeout=30) as client:
+            while True:
+                now = time.time()
+                try:
+                    resp = await client.get(url, params={"since": now - self.quiet_seconds}, headers=headers)
+                    resp.raise_for_status()
+                    body = resp.json()
+                    weight = int(body.get("weights", {}).get(self.version, 0))
+                    served = int(body.get("versions", {}).get(self.version, {}).get("requests") or 0)
+                    loaded = self.version in body.get("versions", {}) or self.version in body.get("weights", {})
+                    if not loaded or (weight == 0 and served == 0 and now - self.drained_at >= self.quiet_seconds):
+                        yield TriggerEvent({"quiet": True, "loaded": loaded, "waited": now - self.drained_at})
+                        return
+                    last = f"weight {weight}, {served} requests in the last {self.quiet_seconds:g}s"
+                except httpx.HTTPError as err:
+                    last = f"gateway unreachable: {err}"
+                if now >= self.until:
+                    yield TriggerEvent({"quiet": False, "why": last})
+                    return
+                self.log.info("drain: v%s not quiet yet: %s", self.version, last)
+                await asyncio.sleep(self.poll_seconds)

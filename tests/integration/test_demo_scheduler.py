@@ -58,7 +58,8 @@ def test_summary_meets_the_interface(demo):
     if CHECKER.exists():  # the shared checker sits beside the repo in CI and in sessions
         check = subprocess.run([sys.executable, str(CHECKER), str(path), "--expect", "batch_validated",
                                 "batch_quarantined", "trained", "gate_passed", "gate_rejected", "promoted",
-                                "canary_step", "rolled_back", "alert_sent", "drift_detected", "retrain_triggered"],
+                                "canary_step", "rolled_back", "alert_sent", "drift_detected", "retrain_triggered",
+                                "retired", "archived", "restored"],
                                capture_output=True, text=True)
         assert check.returncode == 0, check.stdout
 
@@ -74,6 +75,25 @@ def test_alerts_reached_the_receiver(demo):
     [drift] = [a for a in alerts if a["event"] == "drift_detected"]
     assert drift["links"]["report"].endswith("drift_report.html") and Path(drift["links"]["report"]).exists()
     assert [a["event"] for a in alerts].count("retrain_triggered") == 1
+
+
+def test_v1_was_retired_with_a_verified_archive_and_restored(demo):
+    import hashlib
+
+    state, _ = demo
+    events = json.loads((state / "demo" / "summary.json").read_text())["events"]
+    [archived] = [e for e in events if e["event"] == "archived"]
+    [retired] = [e for e in events if e["event"] == "retired"]
+    [restored] = [e for e in events if e["event"] == "restored"]
+    assert archived["version"] == retired["version"] == "1" and archived["at"] <= retired["at"]
+    assert str(state / "archive" / "credit_default" / "v1") in archived["reason"]
+    assert restored["version"] == "6" and "v1 restored from" in restored["reason"]
+    folder = state / "archive" / "credit_default" / "v1"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["files"]) > 8
+    for entry in manifest["files"]:
+        data = (folder / entry["path"]).read_bytes()
+        assert len(data) == entry["size"] and hashlib.sha256(data).hexdigest() == entry["sha256"], entry["path"]
 
 
 def test_the_monitor_stayed_quiet_on_stable_days(demo):

@@ -7,7 +7,13 @@ import httpx
 
 
 class GatewayError(RuntimeError):
-    """The gateway refused an admin call or could not be reached; the message says which and why."""
+    """The gateway refused an admin call or could not be reached; the message says which and why.
+
+    ``status`` is the HTTP status of a refusal (None when the gateway could not be reached)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class GatewayClient:
@@ -26,7 +32,8 @@ class GatewayClient:
                 message = resp.json().get("error", resp.text)
             except ValueError:
                 message = resp.text
-            raise GatewayError(f"gateway refused {method} {path}: HTTP {resp.status_code}: {message}")
+            raise GatewayError(f"gateway refused {method} {path}: HTTP {resp.status_code}: {message}",
+                               resp.status_code)
         return resp.json()
 
     def ready(self) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""
+### Restore: `<model>__restore`
+
+Trigger with `version` (the archived, original version number) and optionally `archive_uri` (default: the
+spec's `retirement.archive_uri`). Reads `<model>/v<version>/manifest.json`, reads back and verifies every file
+against its sha256 and size (a tampered archive is refused, naming the file, and nothing is registered),
+registers the model again as a new version tagged `lifecycle.restored_from` and `lifecycle.status=restored`
+(same weights byte for byte, the original offline metrics), loads it in the gateway with weight 0 and records
+`restored`. Deploy it with `<model>__deploy`. The CLI does the same: `lifecycle restore <model> <version>`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from lifecycle_airflow.dagkit import default_args, fail_fast, load_specs, start_date
+from lifecycle_airflow.hooks import archive_store, gateway_client
+
+
+def build_restore(spec):
+    @dag(
+        dag_id=f"{spec.name}__restore",
+        description=f"Verify an archived version of {spec.name} and register it again",
+        doc_md=__doc__,
+        schedule=None,
+        start_date=start_date(spec),
+        catchup=False,
+        default_args=default_args(spec),
+        tags=["lifecycle", "retire", spec.name, *spec.tags],
+        params={
+            "version": Param(1, type="integer", minimum=1, description="The archived (original) version"),
+            "archive_uri": Param(None, type=["null", "string"],
+                                 description="Archive root (default: the spec's retirement.archive_uri)"),
+        },
+    )
+    def restore_dag():
+        @task
+        def restore(**context: Any) -> dict[str, Any]:
+            """Verify every checksum, register as a new version, load it in the gateway with weight 0."""
+            from lifecycle.retirement import restore
+            from lifecycle.serving.client import GatewayError
+
+            p = context["params"]
+            with fail_fast():
+                result = restore(spec, archive_store(spec, p.get("archive_uri")), str(p["version"]), context["run_id"])
+            try:
+                gateway_client().load(spec.name, result["version"])
+                result["loaded"] = True
+            except GatewayError as err:
+                result["loaded"] = False
+                print(f"restore: v{result['version']} registered; the gateway did not load it ({err})")
+            print(f"restore: {result}")
+            return result
+
+        restore()
+
+    return restore_dag()
+
+
+
+for _spec in load_specs():
+    globals()[f"{_spec.name}__restore"] = build_restore(_spec)

@@ -1,0 +1,229 @@
+"""Archive, verify, retire and restore against moto's S3 server over HTTP on a loopback port (not in-process
+mocks), and the same archive logic against the local-folder backend."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from lifecycle import trainflow as tf
+from lifecycle.archive import (
+    MANIFEST,
+    ArchiveError,
+    ChecksumMismatchError,
+    LocalStore,
+    S3Store,
+    verify_archive,
+    write_archive,
+)
+from lifecycle.datagen import generate_batch
+from lifecycle.ledger import Ledger
+from lifecycle.packaging import load_model_dir
+from lifecycle.registry import CHAMPION, Registry
+from lifecycle.retirement import RetireRefusedError, check, finalize, restore, stage
+from lifecycle.services import free_port
+from lifecycle.validation import gate_batch, numpy_dtypes
+from tests.conftest import DAYS, land_days
+
+pytestmark = pytest.mark.integration
+BUCKET = "lifecycle-archive"
+
+
+class S3Server:
+    """moto's S3 over HTTP; stop() and start() keep the objects (moto's backend lives in this process)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = None
+
+    def start(self) -> None:
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def client(self):
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test",
+                            aws_secret_access_key="test",
+                            config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2,
+                                          read_timeout=5))
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = S3Server()
+    server.start()
+    server.client().create_bucket(Bucket=BUCKET)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory, spec):
+    """v1 champion, v2 trained briefly (the one to retire); their runs and GX reports."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIFECYCLE_HOME", str(tmp_path_factory.mktemp("archive") / "state"))
+        from lifecycle.paths import StatePaths
+
+        paths = StatePaths.current()
+        for day in land_days(spec, paths, days=DAYS[:4]):
+            gate_batch(spec, day, paths=paths)
+        registry = Registry(paths)
+        for run in ("a1", "a2"):
+            trained = tf.train_candidate(spec, DAYS[3], run, epochs=2, paths=paths,
+                                         overrides={"seed": int(run[1])})
+            tf.evaluate_candidate(spec, trained, paths)
+            registry.register(spec.model_name, trained["model_uri"], trained["run_id"],
+                              {"lifecycle.dag_run_id": run, "lifecycle.status": "challenger",
+                               "lifecycle.data_batches": ",".join(trained["window"]["days"])},
+                              model_id=trained["model_id"])
+        registry.set_alias(spec.model_name, CHAMPION, "1")
+        yield paths, mp
+
+
+def s3_store(s3, prefix: str) -> S3Store:
+    return S3Store(s3.client(), BUCKET, prefix)
+
+
+def status(paths, spec, version="2") -> str:
+    return Registry(paths).version(spec.model_name, version).tags.get("lifecycle.status")
+
+
+def test_stage_collects_model_run_reports_history_and_a_model_card(lifecycle, spec):
+    paths, _ = lifecycle
+    staged = stage(spec, "2", "test: superseded", paths)
+    files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
+    assert any(f.startswith("model/") and f.endswith("weights.pt") for f in files)
+    assert {"mlflow/run.json", "mlflow/version.json", "mlflow/evaluation.json", "reference/reference.parquet",
+            "history/ledger.json", "history/traffic.json", "MODEL_CARD.md"} <= files
+    assert {f"reports/gx/{d}.html" for d in ("2026-01-01", "2026-01-04")} <= files
+    card = (staged / "MODEL_CARD.md").read_text()
+    for heading in ("## Purpose", "## Data lineage", "## Metrics", "## Slices", "## Gates",
+                    "## Deployment history", "## Drift history"):
+        assert heading in card
+    assert "test: superseded" in card and "roc_auc" in card
+
+
+def test_archive_verifies_every_object_and_writes_the_manifest_last(lifecycle, spec, s3):
+    paths, _ = lifecycle
+    store = s3_store(s3, "ok")
+    result = write_archive(store, spec.name, "2", stage(spec, "2", "test", paths))
+    assert result.uri == f"s3://{BUCKET}/ok/credit_default/v2" and result.uploaded == result.files > 8
+    manifest = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"ok/credit_default/v2/{MANIFEST}")["Body"].read())
+    for entry in manifest["files"]:
+        assert set(entry) == {"path", "sha256", "size"} and not entry["path"].startswith("/")
+        head = s3.client().head_object(Bucket=BUCKET, Key=f"ok/credit_default/v2/{entry['path']}",
+                                       ChecksumMode="ENABLED")
+        assert head["ContentLength"] == entry["size"]
+        assert bytes.fromhex(entry["sha256"]) == base64.b64decode(head["ChecksumSHA256"])
+    again = write_archive(store, spec.name, "2", stage(spec, "2", "test", paths))
+    assert again.uploaded == 0 and again.manifest_sha256 == result.manifest_sha256  # idempotent: no second upload
+
+
+def test_server_stopped_mid_archive_leaves_no_manifest_and_a_retry_completes(lifecycle, spec, s3):
+    paths, _ = lifecycle
+    store = s3_store(s3, "flaky")
+    staged = stage(spec, "2", "test", paths)
+    real_put, puts = store.put, []
+
+    def put_then_die(key, data, sha):
+        real_put(key, data, sha)
+        puts.append(key)
+        if len(puts) == 3:
+            s3.stop()  # the store goes away mid-archive
+
+    store.put = put_then_die
+    with pytest.raises(ArchiveError, match="failed"):
+        write_archive(store, spec.name, "2", staged)
+    s3.start()
+    store = s3_store(s3, "flaky")
+    assert store.stat(f"credit_default/v2/{MANIFEST}") is None  # nothing claims a complete archive
+    assert status(paths, spec) == "challenger"  # and nothing about the version changed
+    result = write_archive(store, spec.name, "2", staged)
+    assert result.uploaded == result.files - 3  # the retry uploads only what is missing
+    verify_archive(store, spec.name, "2")
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_a_corrupted_object_is_refused_naming_the_file(lifecycle, spec, s3, tmp_path, backend):
+    paths, _ = lifecycle
+    store = s3_store(s3, "tamper") if backend == "s3" else LocalStore(tmp_path / "archive")
+    write_archive(store, spec.name, "2", stage(spec, "2", "test", paths))
+    victim = "MODEL_CARD.md"
+    if backend == "s3":
+        s3.client().put_object(Bucket=BUCKET, Key=f"tamper/credit_default/v2/{victim}", Body=b"# tampered\n")
+    else:
+        (tmp_path / "archive/credit_default/v2" / victim).write_text("# tampered\n")
+    with pytest.raises(ChecksumMismatchError, match=victim) as err:
+        verify_archive(store, spec.name, "2")
+    assert err.value.path == victim
+    with pytest.raises(ChecksumMismatchError, match=victim):
+        write_archive(store, spec.name, "2", stage(spec, "2", "test", paths))  # a rerun refuses too
+    with pytest.raises(ChecksumMismatchError, match=victim):
+        restore(spec, store, "2", "restore_tampered", paths)
+    assert status(paths, spec) == "challenger"
+    assert Registry(paths).version_for_run(spec.model_name, "restore_tampered") is None
+
+
+def test_local_backend_archives_verifies_and_is_idempotent(lifecycle, spec, tmp_path):
+    paths, _ = lifecycle
+    store = LocalStore(tmp_path / "archive")
+    result = write_archive(store, spec.name, "2", stage(spec, "2", "test", paths))
+    manifest = json.loads((tmp_path / "archive/credit_default/v2/manifest.json").read_text())
+    for entry in manifest["files"]:
+        data = (tmp_path / "archive/credit_default/v2" / entry["path"]).read_bytes()
+        assert len(data) == entry["size"]
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert write_archive(store, spec.name, "2", stage(spec, "2", "test", paths)).uploaded == 0
+    assert result.uri == str(tmp_path / "archive/credit_default/v2")
+
+
+def test_refuses_the_champion_and_an_unknown_version(lifecycle, spec):
+    paths, _ = lifecycle
+    with pytest.raises(RetireRefusedError, match="is the champion"):
+        check(spec, "1", paths)
+    with pytest.raises(RetireRefusedError, match="not in the registry"):
+        check(spec, "99", paths)
+    assert check(spec, "2", paths)["champion"] == "1"
+
+
+def test_retire_and_restore_round_trip(lifecycle, spec, s3):
+    paths, _ = lifecycle
+    store = s3_store(s3, "round")
+    with tempfile.TemporaryDirectory() as tmp:
+        original = load_model_dir(Registry(paths).download_model(spec.model_name, "2", Path(tmp)))
+        original_weights = next(Path(tmp).rglob("weights.pt")).read_bytes()
+        frame = numpy_dtypes(generate_batch(spec, dt.date(2026, 3, 1)))
+        expected = original.predict_proba(frame)
+    result = write_archive(store, spec.name, "2", stage(spec, "2", "round trip", paths))
+    verify_archive(store, spec.name, "2")
+    finalize(spec, "2", result, "round trip", "retire_test", paths)
+    mv = Registry(paths).version(spec.model_name, "2")
+    assert mv.tags["lifecycle.status"] == "retired" and mv.tags["lifecycle.archive_uri"] == result.uri
+    assert mv.tags["lifecycle.archive_sha256"] == result.manifest_sha256
+    ledger = Ledger(paths.ledger_db)
+    assert [e.event for e in ledger.events(spec.name, version="2")][-2:] == ["archived", "retired"]
+
+    restored = restore(spec, store, "2", "restore_test", paths)
+    new = restored["version"]
+    assert new == "3" and restored["restored_from"] == result.uri
+    assert restore(spec, store, "2", "restore_test", paths)["already"]  # idempotent per run
+    mv = Registry(paths).version(spec.model_name, new)
+    assert mv.tags["lifecycle.restored_from"] == result.uri and mv.tags["lifecycle.status"] == "restored"
+    with tempfile.TemporaryDirectory() as tmp:
+        back = load_model_dir(Registry(paths).download_model(spec.model_name, new, Path(tmp)))
+        assert next(Path(tmp).rglob("weights.pt")).read_bytes() == original_weights  # byte-identical
+        assert np.array_equal(back.predict_proba(frame), expected)
+    [event] = ledger.events(spec.name, "restored")
+    assert event.version == new and result.uri in event.reason
