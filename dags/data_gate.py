@@ -19,11 +19,9 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from lifecycle_airflow.dagkit import (
-    default_args,
     interval_day,
+    lifecycle_dag,
     load_specs,
-    schedule,
-    start_date,
     validated_asset,
 )
 
@@ -32,15 +30,8 @@ def build_data_gate(spec):
     asset = validated_asset(spec)
 
     @dag(
-        dag_id=f"{spec.name}__data_gate",
-        description=f"Data gate (GX) for {spec.name} batches",
-        doc_md=__doc__,
-        schedule=schedule(spec.schedules.data_gate),
-        start_date=start_date(spec),
-        catchup=False,
-        max_active_runs=4,
-        default_args=default_args(spec),
-        tags=["lifecycle", "data-gate", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "data_gate", f"Data gate (GX) for {spec.name} batches",
+                        __doc__, cron=spec.schedules.data_gate, max_active_runs=4, tag="data-gate"),
         params={"day": Param(None, type=["null", "string"], format="date",
                              description="Check this day's batch instead of the run's data interval")},
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow.sdk import Param, TaskGroup, dag, task
 
-from lifecycle_airflow.dagkit import default_args, fail_fast, load_specs, start_date
+from lifecycle_airflow.dagkit import fail_fast, lifecycle_dag, load_specs
 from lifecycle_airflow.operators import CanaryWatchOperator
 
 
@@ -33,15 +33,8 @@ def build_deploy(spec):
         return GatewayHook().get_conn()
 
     @dag(
-        dag_id=f"{spec.name}__deploy",
-        description=f"Canary deployment of a {spec.name} challenger with automatic rollback",
-        doc_md=__doc__,
-        schedule=None,
-        start_date=start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(spec, retries=1),
-        tags=["lifecycle", "deploy", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "deploy", f"Canary deployment of a {spec.name} challenger with automatic rollback",
+                        __doc__, retries=1),
         params={"version": Param(None, type=["null", "integer"], minimum=1,
                                  description="Version to canary (default: the one the train DAG announced)")},
     )

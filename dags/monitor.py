@@ -25,21 +25,13 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
-from lifecycle_airflow.dagkit import default_args, load_specs, schedule, start_date
+from lifecycle_airflow.dagkit import lifecycle_dag, load_specs
 
 
 def build_monitor(spec):
     @dag(
-        dag_id=f"{spec.name}__monitor",
-        description=f"Drift and live performance of {spec.name}; retrains past policy",
-        doc_md=__doc__,
-        schedule=schedule(spec.schedules.monitor),
-        start_date=start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
-        default_args=default_args(spec, retries=1),
-        tags=["lifecycle", "monitor", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "monitor", f"Drift and live performance of {spec.name}; retrains past policy",
+                        __doc__, cron=spec.schedules.monitor, retries=1, native=True),
     )
     def monitor_dag():
         @task

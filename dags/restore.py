@@ -14,20 +14,14 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from lifecycle_airflow.dagkit import default_args, fail_fast, load_specs, start_date
+from lifecycle_airflow.dagkit import fail_fast, lifecycle_dag, load_specs
 from lifecycle_airflow.hooks import archive_store, gateway_client
 
 
 def build_restore(spec):
     @dag(
-        dag_id=f"{spec.name}__restore",
-        description=f"Verify an archived version of {spec.name} and register it again",
-        doc_md=__doc__,
-        schedule=None,
-        start_date=start_date(spec),
-        catchup=False,
-        default_args=default_args(spec),
-        tags=["lifecycle", "retire", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "restore", f"Verify an archived version of {spec.name} and register it again",
+                        __doc__, max_active_runs=16, tag="retire"),
         params={
             "version": Param(1, type="integer", minimum=1, description="The archived (original) version"),
             "archive_uri": Param(None, type=["null", "string"],

@@ -20,23 +20,15 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from lifecycle_airflow.dagkit import default_args, fail_fast, load_specs, schedule, start_date
+from lifecycle_airflow.dagkit import fail_fast, lifecycle_dag, load_specs
 from lifecycle_airflow.hooks import archive_store, gateway_client
 from lifecycle_airflow.operators import GatewayQuietSensor
 
 
 def build_retire(spec):
     @dag(
-        dag_id=f"{spec.name}__retire",
-        description=f"Drain, archive (sha256-verified), verify and retire a version of {spec.name}",
-        doc_md=__doc__,
-        schedule=schedule(spec.schedules.retire),
-        start_date=start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
-        default_args=default_args(spec),
-        tags=["lifecycle", "retire", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "retire", f"Drain, archive (sha256-verified), verify and retire a version of {spec.name}",
+                        __doc__, cron=spec.schedules.retire, native=True),
         params={
             "version": Param(None, type=["null", "integer"], minimum=1,
                              description="Version to retire (empty: the retention sweep picks)"),

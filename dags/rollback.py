@@ -11,20 +11,13 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from lifecycle_airflow.dagkit import default_args, fail_fast, load_specs, start_date
+from lifecycle_airflow.dagkit import fail_fast, lifecycle_dag, load_specs
 
 
 def build_rollback(spec):
     @dag(
-        dag_id=f"{spec.name}__rollback",
-        description=f"Roll {spec.name} back to its previous version",
-        doc_md=__doc__,
-        schedule=None,
-        start_date=start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(spec, retries=1),
-        tags=["lifecycle", "rollback", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "rollback", f"Roll {spec.name} back to its previous version",
+                        __doc__, retries=1),
         params={"reason": Param("manual rollback from the UI", type="string", minLength=3,
                                 description="Why (recorded on the demoted version and in the ledger)")},
     )

@@ -18,22 +18,14 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from lifecycle_airflow.dagkit import default_args, load_specs, schedule, start_date
+from lifecycle_airflow.dagkit import lifecycle_dag, load_specs
 from lifecycle_airflow.operators import GatewaySLOSensor
 
 
 def build_slo_watch(spec):
     @dag(
-        dag_id=f"{spec.name}__slo_watch",
-        description=f"Watch {spec.name}'s live error rate and latency against its serving SLO",
-        doc_md=__doc__,
-        schedule=schedule(spec.schedules.slo_watch),
-        start_date=start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
-        default_args=default_args(spec, retries=1),
-        tags=["lifecycle", "alerts", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "slo_watch", f"Watch {spec.name}'s live error rate and latency against its serving SLO",
+                        __doc__, cron=spec.schedules.slo_watch, retries=1, native=True, tag="alerts"),
         params={"watch_seconds": Param(None, type=["null", "number"], minimum=1,
                                        description="How long to watch (default: one schedule period)")},
     )
@@ -78,14 +70,8 @@ def build_slo_watch(spec):
 
 def build_ops_alert(spec):
     @dag(
-        dag_id=f"{spec.name}__ops_alert",
-        description=f"Deliver an ops alert about {spec.name} through its alert connections",
-        doc_md=__doc__,
-        schedule=None,
-        start_date=start_date(spec),
-        catchup=False,
-        default_args=default_args(spec, retries=1),
-        tags=["lifecycle", "alerts", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "ops_alert", f"Deliver an ops alert about {spec.name} through its alert connections",
+                        __doc__, retries=1, max_active_runs=16, tag="alerts"),
         params={
             "event": Param("ops_alert", type="string"),
             "summary": Param("manual alert", type="string"),

@@ -28,11 +28,9 @@ from airflow.sdk import Param, dag, task
 
 from lifecycle_airflow.dagkit import (
     challenger_asset,
-    default_args,
     fail_fast,
+    lifecycle_dag,
     load_specs,
-    schedule,
-    start_date,
 )
 from lifecycle_airflow.operators import TorchTrainOperator
 
@@ -42,16 +40,8 @@ def build_train(spec):
     uses_gpu_pool = spec.training.gpu_pool is not None and spec.training.device != "cpu"
 
     @dag(
-        dag_id=f"{spec.name}__train",
-        description=f"Train, evaluate, gate and register {spec.name}",
-        doc_md=__doc__,
-        schedule=schedule(spec.schedules.train),
-        start_date=start_date(spec),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
-        default_args=default_args(spec),
-        tags=["lifecycle", "train", spec.name, *spec.tags],
+        **lifecycle_dag(spec, "train", f"Train, evaluate, gate and register {spec.name}",
+                        __doc__, cron=spec.schedules.train, native=True),
         params={
             "reason": Param("scheduled retrain", type="string", description="Why this run trains (recorded)"),
             "epochs": Param(None, type=["null", "integer"], minimum=1, description="Override training.epochs"),

@@ -66,3 +66,27 @@ def land_days(spec, paths: StatePaths, scenarios: dict[int, str] | None = None, 
     for i, day in enumerate(days):
         land_batch(spec, day, Scenario.parse((scenarios or {}).get(i, "stable")), paths)
     return list(days)
+
+
+def register_versions(spec, paths: StatePaths, runs: dict[str, dict], *, champion: str | None = "1",
+                      evaluate: bool = False):
+    """Four validated days, then one registered version per ``runs`` entry (run id -> train_candidate kwargs),
+    in order (v1, v2, ...); ``champion`` gets the alias; ``evaluate`` logs the offline test metrics too."""
+    from lifecycle import trainflow as tf
+    from lifecycle.registry import CHAMPION, Registry
+    from lifecycle.validation import gate_batch
+
+    for day in land_days(spec, paths, days=DAYS[:4]):
+        gate_batch(spec, day, paths=paths)
+    registry = Registry(paths)
+    for run, kwargs in runs.items():
+        trained = tf.train_candidate(spec, DAYS[3], run, paths=paths, **kwargs)
+        if evaluate:
+            tf.evaluate_candidate(spec, trained, paths)
+        registry.register(spec.model_name, trained["model_uri"], trained["run_id"],
+                          {"lifecycle.dag_run_id": run, "lifecycle.status": "challenger",
+                           "lifecycle.data_batches": ",".join(trained["window"]["days"])},
+                          model_id=trained["model_id"])
+    if champion:
+        registry.set_alias(spec.model_name, CHAMPION, champion)
+    return registry

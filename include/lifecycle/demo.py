@@ -8,7 +8,7 @@
 4. a deliberately under-trained candidate: the offline gate rejects it;
 5. week 2: the upstream label join breaks (a concept-drift knob): the batches pass the data gate, the candidate
    trained on them beats the champion on its own held-out rows and passes the offline gate, but the canary
-   sees live outcomes: the Brier or accuracy check fails (usually at the first step) and the gateway rolls back;
+   sees live outcomes: the Brier or accuracy check fails (at the 5% or 25% step) and the gateway rolls back;
 6. week 3: clean data again; the retrained candidate is canaried 5% -> 25% -> 50% -> 100% and promoted;
 7. week 4: the monitor DAG watches each simulated day of live traffic against the champion's reference with
    Evidently; two stable days pass; then the applicant population shifts (covariate drift): the monitor

@@ -162,7 +162,17 @@ def model_card(spec: ModelSpec, version: str, mv: Any, run: Any, events: list[An
              "## Metrics (held-out rows)", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v:.4f} |" for k, v in overall.items()] or ["| (none recorded) | |"]
     lines += ["", "## Slices", ""]
-    lines += ([f"- {k}: {v:.4f}" for k, v in slices.items()] or ["- none recorded"])
+    by_slice: dict[str, dict[str, float]] = {}
+    for key, value in slices.items():
+        name, _, metric = key.rpartition(".")
+        by_slice.setdefault(name, {})[metric] = value
+    if by_slice:
+        lines += ["| slice | rows | roc_auc | accuracy | calibration_error |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {name} | {m.get('rows', float('nan')):.0f} | {m.get('roc_auc', float('nan')):.4f} | "
+                  f"{m.get('accuracy', float('nan')):.4f} | {m.get('calibration_error', float('nan')):.4f} |"
+                  for name, m in by_slice.items()]
+    else:
+        lines.append("- none recorded")
     lines += ["", "## Gates", "", f"- promotion gate: {mv.tags.get(f'{TAG}gate_reason', 'not recorded')}"]
     lines += [f"- canary: {e.event} {e.at}: {e.reason}" for e in events
               if e.event in ("canary_step", "promoted", "rolled_back")]

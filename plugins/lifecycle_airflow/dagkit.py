@@ -16,8 +16,8 @@ from lifecycle_airflow.notifiers import LifecycleAlertNotifier
 if TYPE_CHECKING:
     from lifecycle.spec import ModelSpec
 
-__all__ = ["challenger_asset", "default_args", "fail_fast", "interval_day", "load_specs", "schedule",
-           "start_date", "validated_asset"]
+__all__ = ["challenger_asset", "default_args", "fail_fast", "interval_day", "lifecycle_dag", "load_specs",
+           "schedule", "start_date", "validated_asset"]
 
 
 def default_args(spec: ModelSpec, retries: int = 2) -> dict[str, Any]:
@@ -31,6 +31,19 @@ def default_args(spec: ModelSpec, retries: int = 2) -> dict[str, Any]:
                                                        smtp_conn_id=spec.alerts.smtp_conn_id,
                                                        email_to=list(spec.alerts.email_to))],
     }
+
+
+def lifecycle_dag(spec: ModelSpec, stage: str, description: str, doc: str | None, *, cron: str | None = None,
+                  retries: int = 2, max_active_runs: int = 1, native: bool = False, tag: str | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """The ``@dag`` arguments every lifecycle DAG shares: id ``<model>__<stage>``, docs, a cron with real data
+    intervals (None: triggered only), no catchup, the model's owner, retries and failure alerts, and tags.
+    ``native`` renders templates to Python objects (XCom dicts stay dicts)."""
+    return {"dag_id": f"{spec.name}__{stage}", "description": description, "doc_md": doc,
+            "schedule": schedule(cron) if cron else None, "start_date": start_date(spec), "catchup": False,
+            "max_active_runs": max_active_runs, "render_template_as_native_obj": native,
+            "default_args": default_args(spec, retries), "tags": ["lifecycle", tag or stage, spec.name, *spec.tags],
+            **extra}
 
 
 def schedule(cron: str) -> CronDataIntervalTimetable:

@@ -15,7 +15,6 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from lifecycle import trainflow as tf
 from lifecycle.archive import (
     MANIFEST,
     ArchiveError,
@@ -28,11 +27,11 @@ from lifecycle.archive import (
 from lifecycle.datagen import generate_batch
 from lifecycle.ledger import Ledger
 from lifecycle.packaging import load_model_dir
-from lifecycle.registry import CHAMPION, Registry
+from lifecycle.registry import Registry
 from lifecycle.retirement import RetireRefusedError, check, finalize, restore, stage
 from lifecycle.services import free_port
-from lifecycle.validation import gate_batch, numpy_dtypes
-from tests.conftest import DAYS, land_days
+from lifecycle.validation import numpy_dtypes
+from tests.conftest import register_versions
 
 pytestmark = pytest.mark.integration
 BUCKET = "lifecycle-archive"
@@ -77,18 +76,8 @@ def lifecycle(tmp_path_factory, spec):
         from lifecycle.paths import StatePaths
 
         paths = StatePaths.current()
-        for day in land_days(spec, paths, days=DAYS[:4]):
-            gate_batch(spec, day, paths=paths)
-        registry = Registry(paths)
-        for run in ("a1", "a2"):
-            trained = tf.train_candidate(spec, DAYS[3], run, epochs=2, paths=paths,
-                                         overrides={"seed": int(run[1])})
-            tf.evaluate_candidate(spec, trained, paths)
-            registry.register(spec.model_name, trained["model_uri"], trained["run_id"],
-                              {"lifecycle.dag_run_id": run, "lifecycle.status": "challenger",
-                               "lifecycle.data_batches": ",".join(trained["window"]["days"])},
-                              model_id=trained["model_id"])
-        registry.set_alias(spec.model_name, CHAMPION, "1")
+        register_versions(spec, paths, {"a1": {"epochs": 2, "overrides": {"seed": 1}},
+                                        "a2": {"epochs": 2, "overrides": {"seed": 2}}}, evaluate=True)
         yield paths, mp
 
 

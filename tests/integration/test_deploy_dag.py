@@ -20,7 +20,7 @@ from tests.integration.test_gateway import ADMIN, TOKEN, Server
 
 pytestmark = pytest.mark.integration
 FAST_CANARY = {"steps": [20, 100], "min_requests": 40, "min_seconds": 1, "max_seconds": 90, "poll_seconds": 0.5,
-               "slo": {"min_feedback": 60, "alpha": 0.01, "max_p99_ms": 250}}
+               "slo": {"min_feedback": 60, "alpha": 0.001, "max_p99_ms": 250}}  # v3 is far worse; v2 must not flake
 
 
 def states(dag_run) -> dict[str, str]:

@@ -11,18 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lifecycle import trainflow as tf
 from lifecycle.alerts import serve_receiver
 from lifecycle.datagen import Scenario, generate_batch
 from lifecycle.ledger import Ledger
 from lifecycle.packaging import load_model_dir
 from lifecycle.paths import PROJECT_ROOT
-from lifecycle.registry import CHAMPION, Registry
 from lifecycle.services import free_port
 from lifecycle.simulate import write_traffic_log
 from lifecycle.spec import get_spec
-from lifecycle.validation import gate_batch, numpy_dtypes
-from tests.conftest import DAYS, land_days
+from lifecycle.validation import numpy_dtypes
+from tests.conftest import DAYS, register_versions
 
 pytestmark = pytest.mark.integration
 HOUR = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
@@ -73,15 +71,7 @@ def env(tmp_path_factory, airflow_db):
 
 def champion_with_reference(spec, paths):
     """v1 trained briefly on four validated days, champion, with its drift reference and offline metrics."""
-    for day in land_days(spec, paths, days=DAYS[:4]):
-        gate_batch(spec, day, paths=paths)
-    trained = tf.train_candidate(spec, DAYS[3], "monitor_v1", paths=paths, epochs=4)
-    registry = Registry(paths)
-    registry.register(spec.model_name, trained["model_uri"], trained["run_id"],
-                      {"lifecycle.dag_run_id": "monitor_v1", "lifecycle.status": "champion"},
-                      model_id=trained["model_id"])
-    registry.set_alias(spec.model_name, CHAMPION, "1")
-    tf.evaluate_candidate(spec, trained, paths)  # the offline test metrics live performance is compared to
+    registry = register_versions(spec, paths, {"monitor_v1": {"epochs": 4}}, evaluate=True)
     with tempfile.TemporaryDirectory() as tmp:
         return load_model_dir(registry.download_model(spec.model_name, "1", Path(tmp)))
 

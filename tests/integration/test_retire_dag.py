@@ -8,15 +8,13 @@ import httpx
 import pytest
 import yaml
 
-from lifecycle import trainflow as tf
 from lifecycle.ledger import Ledger
 from lifecycle.paths import PROJECT_ROOT
-from lifecycle.registry import CHAMPION, Registry
+from lifecycle.registry import Registry
 from lifecycle.serving.app import Gateway
 from lifecycle.simulate import ClientPopulation
 from lifecycle.spec import get_spec
-from lifecycle.validation import gate_batch
-from tests.conftest import DAYS, land_days
+from tests.conftest import register_versions
 from tests.integration.test_archive import BUCKET, S3Server
 from tests.integration.test_gateway import ADMIN, TOKEN, Server
 
@@ -48,15 +46,8 @@ def live(tmp_path_factory, airflow_db):
 
         paths = StatePaths.current()
         spec = get_spec("credit_default")
-        for day in land_days(spec, paths, days=DAYS[:4]):
-            gate_batch(spec, day, paths=paths)
-        registry = Registry(paths)
-        for run in ("r1", "r2"):
-            trained = tf.train_candidate(spec, DAYS[3], run, epochs=2, paths=paths, overrides={"seed": int(run[1])})
-            registry.register(spec.model_name, trained["model_uri"], trained["run_id"],
-                              {"lifecycle.dag_run_id": run, "lifecycle.status": "challenger"},
-                              model_id=trained["model_id"])
-        registry.set_alias(spec.model_name, CHAMPION, "1")
+        register_versions(spec, paths, {"r1": {"epochs": 2, "overrides": {"seed": 1}},
+                                        "r2": {"epochs": 2, "overrides": {"seed": 2}}})
         with Server(Gateway([spec], paths, token=TOKEN, sync_seconds=0.3)) as server:
             mp.setenv("AIRFLOW_CONN_LIFECYCLE_GATEWAY", json.dumps(
                 {"conn_type": "http", "host": "127.0.0.1", "port": server.port, "password": TOKEN}))
