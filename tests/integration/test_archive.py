@@ -187,6 +187,28 @@ def test_refuses_the_champion_and_an_unknown_version(lifecycle, spec):
     assert check(spec, "2", paths)["champion"] == "1"
 
 
+def test_retention_retires_unaliased_versions_idle_for_retain_days(lifecycle, spec):
+    from lifecycle.retirement import retention_candidates
+    from lifecycle.serving.traffic import TrafficStore
+
+    paths, _ = lifecycle
+    store = TrafficStore(paths.ledger_db)
+    for version in ("1", "2"):
+        store.mark_loaded(spec.name, version, True)
+    store.set_weights(spec.name, {"1": 50, "2": 50}, "test: v2 serves")
+    store.set_weights(spec.name, {"1": 100}, "test: v2 drained")  # idle from now on
+    now = dt.datetime.now(dt.UTC)
+    policy = spec.model_copy(update={"retirement": spec.retirement.model_copy(update={"retain_days": 30})})
+    assert retention_candidates(policy, paths, now=now + dt.timedelta(days=29)) == []
+    [due] = retention_candidates(policy, paths, now=now + dt.timedelta(days=31))
+    assert due["version"] == "2" and "no traffic for 31 days (retain_days 30)" in due["reason"]  # v1: champion
+    store.set_weights(spec.name, {"1": 90, "2": 10}, "test: v2 serves again")
+    assert retention_candidates(policy, paths, now=now + dt.timedelta(days=31)) == []  # serving: kept
+    store.set_weights(spec.name, {"1": 100}, "test: drained again")
+    off = spec.model_copy(update={"retirement": spec.retirement.model_copy(update={"retain_days": 0})})
+    assert retention_candidates(off, paths, now=now + dt.timedelta(days=365)) == []  # 0: manual only
+
+
 def test_retire_and_restore_round_trip(lifecycle, spec, s3):
     paths, _ = lifecycle
     store = s3_store(s3, "round")
