@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,8 @@ def _find_run(experiment_id: str, dag_run_id: str):
 
 def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: int | None = None,
                     overrides: dict[str, Any] | None = None, reason: str = "scheduled",
-                    paths: StatePaths | None = None) -> dict[str, Any]:
+                    paths: StatePaths | None = None,
+                    announce: Callable[[Path | None], None] | None = None) -> dict[str, Any]:
     """Train on the window ending at ``end``; log params, per-epoch metrics, checkpoints and the pyfunc to MLflow.
 
     Returns ``{"run_id", "model_uri", "model_id", "window", ...}``. A rerun for a DAG run whose MLflow run already
@@ -115,8 +117,7 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
 
     from lifecycle.evaluation import best_threshold
     from lifecycle.packaging import log_pyfunc, save_model_dir
-    from lifecycle.preprocessing import Preprocessor
-    from lifecycle.training import Hyper, latest_checkpoint, predict_proba, train
+    from lifecycle.training import latest_checkpoint, predict_proba, train
 
     paths = paths or StatePaths.current()
     cfg = effective_training(spec, epochs, overrides)
@@ -126,20 +127,14 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
     previous = _find_run(exp_id, dag_run_id)
     if previous is not None and previous.info.status == "FINISHED" and previous.data.tags.get(f"{TAG}model_uri"):
         log.info("training: run %s already trained for %s; reusing it", previous.info.run_id, dag_run_id)
+        if announce:
+            announce(None)
         return json.loads(previous.data.tags[f"{TAG}result"])
 
-    frame = load_window(window)
-    if len(frame) < cfg.min_rows:
-        raise EmptyWindowError(f"only {len(frame)} validated rows for {spec.name} in {window.start}..{window.end}; "
-                               f"training.min_rows is {cfg.min_rows}")
-    split = split_rows(frame[spec.data.id_column], cfg.seed, cfg.holdout_fraction, cfg.validation_fraction)
-    train_df, val_df = frame[split == 0], frame[split == 1]
-    pre = Preprocessor.fit(spec.data, train_df)  # fitted on the training split only
-    x_train, x_val = pre.transform(train_df), pre.transform(val_df)
-    y_train = train_df[spec.data.target].to_numpy()
-    y_val = val_df[spec.data.target].to_numpy()
-    hp = Hyper(cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.weight_decay, list(cfg.hidden_units),
-               cfg.dropout, cfg.patience, cfg.seed, cfg.device)
+    data = prepare_data(spec, cfg, window)
+    frame, split, train_df, val_df, pre = data.frame, data.split, data.train_df, data.val_df, data.pre
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    hp = hyper(cfg)
 
     run_ctx = (mlflow.start_run(run_id=previous.info.run_id) if previous is not None
                else mlflow.start_run(experiment_id=exp_id, run_name=f"train {window.end} ({dag_run_id})"))
@@ -164,6 +159,8 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
             log.info("training: epoch %d train_loss %.4f val_loss %.4f", epoch, metrics["train_loss"],
                      metrics["val_loss"])
 
+        if announce:  # the other DDP ranks train into the same checkpoint folder
+            announce(ckpt_dir)
         outcome = train(hp, x_train, y_train, x_val, y_val, checkpoint_dir=ckpt_dir, on_epoch=on_epoch)
         val_p = predict_proba(outcome.state_dict, outcome.architecture, x_val)
         threshold = best_threshold(y_val, val_p)
@@ -191,6 +188,73 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
              spec.name, len(frame), len(window.days), window.start, window.end, outcome.best_epoch,
              len(outcome.history), f", resumed after epoch {outcome.resumed_from}" if outcome.resumed_from else "")
     return result
+
+
+@dataclass
+class TrainingData:
+    frame: Any
+    split: np.ndarray
+    train_df: Any
+    val_df: Any
+    pre: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def prepare_data(spec: ModelSpec, cfg: TrainingConfig, window: Window) -> TrainingData:
+    """The window's rows, split by row-id hash, preprocessing fitted on the training split only.
+
+    Deterministic: every DDP rank computes the same arrays on its own.
+    """
+    from lifecycle.preprocessing import Preprocessor
+
+    frame = load_window(window)
+    if len(frame) < cfg.min_rows:
+        raise EmptyWindowError(f"only {len(frame)} validated rows for {spec.name} in {window.start}..{window.end}; "
+                               f"training.min_rows is {cfg.min_rows}")
+    split = split_rows(frame[spec.data.id_column], cfg.seed, cfg.holdout_fraction, cfg.validation_fraction)
+    train_df, val_df = frame[split == 0], frame[split == 1]
+    pre = Preprocessor.fit(spec.data, train_df)
+    return TrainingData(frame, split, train_df, val_df, pre, pre.transform(train_df),
+                        train_df[spec.data.target].to_numpy(), pre.transform(val_df), val_df[spec.data.target].to_numpy())
+
+
+def hyper(cfg: TrainingConfig) -> Any:
+    from lifecycle.training import Hyper
+
+    return Hyper(cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.weight_decay, list(cfg.hidden_units),
+                 cfg.dropout, cfg.patience, cfg.seed, cfg.device)
+
+
+def train_distributed(spec: ModelSpec, end: dt.date, dag_run_id: str, processes: int, *, epochs: int | None = None,
+                      overrides: dict[str, Any] | None = None, reason: str = "scheduled",
+                      paths: StatePaths | None = None, timeout: float = 6 * 3600) -> dict[str, Any]:
+    """``train_candidate`` as ``torchrun --standalone --nproc-per-node <processes>`` (DDP: NCCL on GPUs, gloo on
+    CPU). Rank 0 logs to MLflow and writes checkpoints exactly as one process does; the result is the same
+    dict. A failed worker fails the whole group (torchrun stops the others) and this raises with its output."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    paths = paths or StatePaths.current()
+    out = paths.run_dir / f"ddp-{re.sub(r'[^A-Za-z0-9_.-]', '_', dag_run_id)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+           "-m", "lifecycle.ddp", "--model", spec.name, "--end", end.isoformat(), "--run-id", dag_run_id,
+           "--reason", reason, "--out", str(out), "--overrides", json.dumps(overrides or {})]
+    if epochs:
+        cmd += ["--epochs", str(epochs)]
+    env = {**os.environ, "LIFECYCLE_HOME": str(paths.root), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    log.info("training: %s", " ".join(cmd))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 or not out.exists():
+        tail = (done.stdout[-2000:] + "\n" + done.stderr[-4000:]).strip()
+        raise RuntimeError(f"torchrun with {processes} processes failed (exit {done.returncode}):\n{tail}")
+    return json.loads(out.read_text())
 
 
 def _log_reference(spec: ModelSpec, train_df: pd.DataFrame, pre: Any, outcome: Any, seed: int) -> None:

@@ -78,6 +78,15 @@ def _bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
 
 
+def _world() -> tuple[int, int]:
+    """(rank, world size) under ``torchrun`` with an initialised process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def latest_checkpoint(folder: Path | None) -> Path | None:
     if folder is None or not folder.exists():
         return None
@@ -91,30 +100,43 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     """Train with early stopping on validation loss; resume from the newest checkpoint in ``checkpoint_dir``.
 
     ``on_epoch(epoch, metrics, checkpoint_path)`` is called after each epoch (metrics logging, artifact upload).
+
+    Under ``torchrun`` (an initialised process group) this is DDP: every rank holds the same rows, takes an equal
+    shard of each epoch's permutation with ``batch_size / world`` rows per step (so the global batch, and thus
+    the optimisation, matches one process), gradients are averaged, every rank computes the same validation
+    loss (same weights) and so takes the same early-stopping decision; only rank 0 writes checkpoints and calls
+    ``on_epoch``. All ranks resume from the same newest checkpoint.
     """
     if len(x_train) == 0 or len(x_val) == 0:
         raise TrainingError(f"empty split: {len(x_train)} training rows, {len(x_val)} validation rows")
+    rank, world = _world()
     device = resolve_device(hp.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", rank % torch.cuda.device_count())
     use_bf16 = device.type == "cuda"
     arch = {"width": int(x_train.shape[1]), "hidden": list(hp.hidden_units), "dropout": hp.dropout}
     torch.manual_seed(hp.seed)
-    model = TabularMLP(arch["width"], arch["hidden"], arch["dropout"]).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    net = TabularMLP(arch["width"], arch["hidden"], arch["dropout"]).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
     xt = torch.from_numpy(x_train).to(device)
     yt = torch.from_numpy(y_train.astype(np.float32)).to(device)
     xv = torch.from_numpy(x_val).to(device)
     yv = torch.from_numpy(y_val.astype(np.float32)).to(device)
 
     start, best_loss, best_epoch, bad, history = 1, math.inf, 0, 0, []
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     resumed_from = None
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 may have just fetched the newest checkpoint from the MLflow run
     ckpt = latest_checkpoint(checkpoint_dir)
     if ckpt is not None:
         state = torch.load(ckpt, map_location=device, weights_only=False)
         if state["architecture"] != arch:
             raise TrainingError(f"checkpoint {ckpt} was made for another architecture {state['architecture']}; "
                                 f"this run wants {arch}; clear the checkpoint folder to start over")
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         best_state, best_loss, best_epoch = state["best_state"], state["best_loss"], state["best_epoch"]
         bad, history = state["bad_epochs"], state["history"]
@@ -124,16 +146,24 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
                  ckpt.name, state["epoch"], best_loss, best_epoch)
         if state.get("stopped"):
             start = hp.epochs + 1  # the run had already finished; only the final steps remain
+    model: nn.Module = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    step = max(hp.batch_size // world, 1)
     checkpoints: list[Path] = []
     stopped_early = False
     for epoch in range(start, hp.epochs + 1):
         model.train()
         gen = torch.Generator().manual_seed(hp.seed * 1000 + epoch)
-        torch.manual_seed(hp.seed * 1000 + epoch)  # dropout masks: reproducible per epoch, so resume is exact
-        order = torch.randperm(len(xt), generator=gen).to(device)
+        # dropout masks: reproducible per epoch (and rank), so resume is exact
+        torch.manual_seed(hp.seed * 1000 + epoch + 7919 * rank)
+        order = torch.randperm(len(xt), generator=gen)
+        order = order[: len(order) // world * world][rank::world].to(device)  # equal shards: equal step counts
         total, seen = 0.0, 0
-        for i in range(0, len(order), hp.batch_size):
-            idx = order[i:i + hp.batch_size]
+        for i in range(0, len(order), step):
+            idx = order[i:i + step]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = model(xt[idx])
             loss = _bce(logits, yt[idx])
@@ -147,9 +177,15 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
             opt.step()
             total += loss.item() * len(idx)
             seen += len(idx)
-        model.eval()
+        if world > 1:  # the logged training loss is the mean over every rank's rows
+            import torch.distributed as dist
+
+            sums = torch.tensor([total, float(seen)], dtype=torch.float64, device=device)
+            dist.all_reduce(sums)
+            total, seen = float(sums[0]), int(sums[1])
+        net.eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            val_logits = model(xv)
+            val_logits = net(xv)
         val_loss = _bce(val_logits, yv).item()
         if not math.isfinite(val_loss):
             raise TrainingError(f"validation loss became {val_loss} at epoch {epoch}; lower learning_rate")
@@ -157,22 +193,22 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
         history.append(metrics)
         if val_loss < best_loss - 1e-5:
             best_loss, best_epoch, bad = val_loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             bad += 1
         stopped_early = bad >= hp.patience
         path = None
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and rank == 0:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             path = checkpoint_dir / f"epoch-{epoch:04d}.pt"
             tmp = path.with_suffix(".tmp")
-            torch.save({"epoch": epoch, "architecture": arch, "model": model.state_dict(),
+            torch.save({"epoch": epoch, "architecture": arch, "model": net.state_dict(),
                         "optimizer": opt.state_dict(), "best_state": best_state, "best_loss": best_loss,
                         "best_epoch": best_epoch, "bad_epochs": bad, "history": history,
                         "stopped": stopped_early or epoch == hp.epochs}, tmp)
             tmp.replace(path)  # a crash mid-save never leaves a truncated "latest" checkpoint
             checkpoints.append(path)
-        if on_epoch:
+        if on_epoch and rank == 0:
             on_epoch(epoch, metrics, path)
         if stopped_early:
             log.info("training: early stop at epoch %d (no val improvement for %d epochs; best epoch %d)",

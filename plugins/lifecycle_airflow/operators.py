@@ -12,7 +12,8 @@ class TorchTrainOperator(BaseOperator):
     """Train a model spec's PyTorch classifier on the validated batches of its training window.
 
     Logs params, per-epoch metrics, checkpoints and the pyfunc model to MLflow. Idempotent per DAG run: a rerun
-    returns the finished MLflow run; a retry resumes from the last checkpoint of the unfinished one.
+    returns the finished MLflow run; a retry resumes from the last checkpoint of the unfinished one. With
+    ``training.processes`` > 1 it runs ``torchrun`` with that many DDP processes (NCCL on GPUs, gloo on CPU).
 
     :param model: spec name (``include/models/<model>.yaml``).
     :param window_end: last day of the training window (``YYYY-MM-DD``), templated.
@@ -35,7 +36,7 @@ class TorchTrainOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from lifecycle.spec import get_spec
-        from lifecycle.trainflow import train_candidate
+        from lifecycle.trainflow import effective_training, train_candidate, train_distributed
         from lifecycle_airflow.dagkit import fail_fast
 
         with fail_fast():
@@ -43,7 +44,12 @@ class TorchTrainOperator(BaseOperator):
             epochs = int(self.epochs) if self.epochs not in (None, "", "None") else None
             overrides = self.overrides if isinstance(self.overrides, dict) else None
             end = dt.date.fromisoformat(str(self.window_end)[:10])
-            self.log.info("training %s on the window ending %s (reason: %s)", self.model, end, self.reason)
+            processes = effective_training(spec, epochs, overrides).processes
+            self.log.info("training %s on the window ending %s with %d process(es) (reason: %s)", self.model, end,
+                          processes, self.reason)
+            if processes > 1:  # torchrun, DDP; same MLflow run, checkpoints and resume as one process
+                return train_distributed(spec, end, context["run_id"], processes, epochs=epochs,
+                                         overrides=overrides, reason=str(self.reason))
             return train_candidate(spec, end, context["run_id"], epochs=epochs, overrides=overrides,
                                    reason=str(self.reason))
 
