@@ -83,9 +83,16 @@ class AirflowClient:
         return {t["task_id"]: t["state"] for t in tis}
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The task try's log as text, one line per structured log event (Airflow 3 serves JSON only)."""
         resp = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                             params={"full_content": "true"}, headers={"Accept": "text/plain"})
-        return resp.text
+                             params={"full_content": "true"}, headers={"Accept": "application/json"})
+        if resp.status_code != 200:
+            return f"(log not available: HTTP {resp.status_code}: {resp.text[:300]})"
+        content = resp.json().get("content", "")
+        if isinstance(content, str):
+            return content
+        return "\n".join(" ".join(str(part) for part in (e.get("timestamp", ""), e.get("level", ""), e.get("event", ""))
+                                   if part) for e in content if isinstance(e, dict))
 
     def wait(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 2.0) -> RunResult:
         start = time.monotonic()
