@@ -37,6 +37,21 @@ def migrate(env: dict[str, str]) -> None:
         raise services.ServiceError(f"airflow db migrate failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
+def gpu_count() -> int:
+    """GPUs on this machine (``nvidia-smi -L``; ``CUDA_VISIBLE_DEVICES`` narrows it), 0 without a driver."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    found = sum(1 for line in out.stdout.splitlines() if line.startswith("GPU ")) if out.returncode == 0 else 0
+    if visible:
+        found = min(found, len([v for v in visible.split(",") if v.strip()]))
+    return found
+
+
 def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yaml",
                    ports: dict[str, int] | None = None, passwords: dict[str, str] | None = None) -> list[str]:
     """Create or update the connections, pools and variables of an astro-format settings file via REST.
@@ -46,7 +61,9 @@ def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yam
     data = (yaml.safe_load(settings.read_text()) or {}).get("airflow", {}) or {}
     done = []
     for pool in data.get("pools") or []:
-        body = {"name": pool["pool_name"], "slots": int(pool["pool_slot"]),
+        slots = pool["pool_slot"]
+        slots = max(gpu_count(), 1) if slots == "gpus" else int(slots)  # "gpus": one slot per visible GPU
+        body = {"name": pool["pool_name"], "slots": slots,
                 "description": pool.get("pool_description", ""),
                 "include_deferred": bool(pool.get("include_deferred", False))}
         if client.http.get(f"/api/v2/pools/{body['name']}").status_code == 200:
