@@ -13,7 +13,11 @@ TERMINAL = {"success", "failed"}
 
 
 class AirflowAPIError(RuntimeError):
-    pass
+    """Airflow's REST API refused a call; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -44,9 +48,16 @@ class AirflowClient:
             self.http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
 
     def _req(self, method: str, path: str, **kw: Any) -> Any:
-        resp = self.http.request(method, f"/api/v2{path}", **kw)
+        """One API call; a transient server error (HTTP 5xx, e.g. SQLite "database is locked") is retried
+        3 times. Safe for POSTs too: a failed transaction created nothing, and a repeat that finds the object
+        answers 409, which the caller handles."""
+        for attempt in range(4):
+            resp = self.http.request(method, f"/api/v2{path}", **kw)
+            if resp.status_code < 500 or attempt == 3:
+                break
+            time.sleep(1 + 2 * attempt)
         if resp.status_code >= 400:
-            raise AirflowAPIError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
+            raise AirflowAPIError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}", resp.status_code)
         return resp.json() if resp.content else None
 
     def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> None:
@@ -73,7 +84,12 @@ class AirflowClient:
                         data_interval_end=_iso(interval[1]))
         if note:
             body["note"] = note
-        return self._req("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+        try:
+            return self._req("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+        except AirflowAPIError as err:  # a retried POST whose first try did commit
+            if err.status == 409 and self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}"):
+                return run_id
+            raise
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]

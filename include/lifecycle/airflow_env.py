@@ -11,6 +11,8 @@ from pathlib import Path
 
 from lifecycle.paths import PROJECT_ROOT, StatePaths
 
+#: sqlite3/aiosqlite connect arguments for Airflow's metadata DB (see ``airflow_env``).
+SQLITE_CONNECT_ARGS = {"timeout": 60}
 
 def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts_url: str | None = None,
                 parallelism: int = 4, time_schedules: bool = True, dags_folder: Path | None = None,
@@ -34,6 +36,10 @@ def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # Four Airflow components and the task processes share one SQLite file: wait for a lock (up to 60 s)
+        # instead of failing after SQLite's default 5 s with "database is locked".
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "lifecycle.airflow_env.SQLITE_CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "lifecycle.airflow_env.SQLITE_CONNECT_ARGS",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",

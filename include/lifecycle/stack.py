@@ -2,6 +2,7 @@
 SQLite + LocalExecutor, the alert receiver, and the settings from ``airflow_settings.yaml``."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -35,6 +36,12 @@ def migrate(env: dict[str, str]) -> None:
     done = _airflow(env, "db", "migrate")
     if done.returncode != 0:
         raise services.ServiceError(f"airflow db migrate failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    url = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+    if url.startswith("sqlite:///"):  # WAL: readers never block the writer (persistent in the DB file)
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"), timeout=60)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
 
 
 def gpu_count() -> int:
