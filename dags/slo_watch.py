@@ -84,17 +84,13 @@ def build_ops_alert(spec):
     def ops_alert_dag():
         @task
         def deliver(**context: Any) -> list[str]:
-            from lifecycle.alerts import Alert
-            from lifecycle_airflow.notifiers import send_alert
+            from lifecycle_airflow.notifiers import alert_ops
 
             p = context["params"]
-            alert = Alert(model=spec.name, event=p["event"], summary=p["summary"], version=p.get("version"),
-                          reason=p.get("reason") or "", severity=p.get("severity") or "warning",
-                          links={k: str(v) for k, v in (p.get("links") or {}).items()})
-            sent = send_alert(alert, webhook_conn_id=spec.alerts.webhook_conn_id,
-                              smtp_conn_id=spec.alerts.smtp_conn_id, email_to=list(spec.alerts.email_to),
-                              key=f"{spec.name}:ops_alert:{context['run_id']}")
-            print(f"ops alert: {alert.text()!r} delivered via {sent or 'no channel (see warnings)'}")
+            sent = alert_ops(spec, p["event"], p["summary"], version=p.get("version"), reason=p.get("reason") or "",
+                             severity=p.get("severity") or "warning", links=p.get("links") or {},
+                             key=f"{spec.name}:ops_alert:{context['run_id']}")
+            print(f"ops alert: {p['event']}: {p['summary']} delivered via {sent or 'no channel (see warnings)'}")
             return sent
 
         deliver()

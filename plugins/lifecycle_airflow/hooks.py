@@ -37,6 +37,13 @@ class GatewayHook(BaseHook):
                              "admin token")
         return GatewayClient(self.base_url(conn), conn.password)
 
+    @classmethod
+    async def astats_endpoint(cls, conn_id: str, model: str) -> tuple[str, dict[str, str]]:
+        """URL and auth headers of ``model``'s live stats, for triggers polling from the triggerer."""
+        conn = await cls.aget_connection(conn_id)
+        return (f"{cls.base_url(conn)}/admin/models/{model}/stats",
+                {"Authorization": f"Bearer {conn.password}"})
+
     def test_connection(self) -> tuple[bool, str]:
         try:
             ready = self.get_conn().ready()

@@ -32,9 +32,7 @@ class CanaryStepTrigger(BaseTrigger):
         from lifecycle_airflow.hooks import GatewayHook
 
         plan = CanaryPlan.model_validate(self.plan)
-        conn = await GatewayHook.aget_connection(self.gateway_conn_id)
-        url = f"{GatewayHook.base_url(conn)}/admin/models/{self.model}/stats"
-        headers = {"Authorization": f"Bearer {conn.password}"}
+        url, headers = await GatewayHook.astats_endpoint(self.gateway_conn_id, self.model)
         missing = "no answer from the gateway yet"
         async with httpx.AsyncClient(timeout=30) as client:
             while True:
@@ -93,9 +91,7 @@ class GatewaySLOTrigger(BaseTrigger):
 
         from lifecycle_airflow.hooks import GatewayHook
 
-        conn = await GatewayHook.aget_connection(self.gateway_conn_id)
-        url = f"{GatewayHook.base_url(conn)}/admin/models/{self.model}/stats"
-        headers = {"Authorization": f"Bearer {conn.password}"}
+        url, headers = await GatewayHook.astats_endpoint(self.gateway_conn_id, self.model)
         unreachable = 0
         async with httpx.AsyncClient(timeout=30) as client:
             while True:
@@ -146,9 +142,7 @@ class GatewayQuietTrigger(BaseTrigger):
 
         from lifecycle_airflow.hooks import GatewayHook
 
-        conn = await GatewayHook.aget_connection(self.gateway_conn_id)
-        url = f"{GatewayHook.base_url(conn)}/admin/models/{self.model}/stats"
-        headers = {"Authorization": f"Bearer {conn.password}"}
+        url, headers = await GatewayHook.astats_endpoint(self.gateway_conn_id, self.model)
         last = "no answer from the gateway yet"
         async with httpx.AsyncClient(timeout=30) as client:
             while True:
