@@ -1,20 +1,17 @@
 """The lifecycle ledger: an append-only table of every transition a model goes through.
 
-SQLite here (WAL, so the gateway, tasks and the demo can read while one writes). Rows cannot be updated or
-deleted: triggers refuse it. A writer may pass an idempotency ``key``: a rerun of the same task for the same
+SQLite by default (WAL, so the gateway, tasks and the demo can read while one writes), PostgreSQL when
+``$LIFECYCLE_DB_URL`` is set (see :mod:`lifecycle.db`). Rows cannot be updated or deleted: triggers refuse it. A writer may pass an idempotency ``key``: a rerun of the same task for the same
 data interval then records nothing new instead of a duplicate.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from lifecycle import db
 from lifecycle.paths import StatePaths
 
 EVENTS = (
@@ -41,6 +38,24 @@ BEGIN SELECT RAISE(ABORT, 'the lifecycle ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the lifecycle ledger is append-only'); END;
 """
+_PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id       BIGSERIAL PRIMARY KEY,
+    model    TEXT NOT NULL,
+    version  TEXT,
+    event    TEXT NOT NULL,
+    at       TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    details  TEXT NOT NULL DEFAULT '{}',
+    run_id   TEXT,
+    key      TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS events_model_event ON events (model, event, at);
+CREATE OR REPLACE FUNCTION lifecycle_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'the lifecycle ledger is append-only'; END $$;
+CREATE OR REPLACE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+FOR EACH STATEMENT EXECUTE FUNCTION lifecycle_ledger_append_only();
+"""
 
 
 @dataclass(frozen=True)
@@ -63,29 +78,14 @@ def utcnow_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open a lifecycle SQLite DB with the settings every writer must share."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
 class Ledger:
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: db.Target | None = None) -> None:
+        """``path``: a SQLite file or a PostgreSQL URL (default: the state's ``ledger_db``)."""
         self.path = path or StatePaths.current().ledger_db
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
+        db.ensure_schema(self.path, "ledger", _SCHEMA, _PG_SCHEMA)
 
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.path)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    def _conn(self):
+        return db.connect(self.path)
 
     def record(self, model: str, event: str, reason: str, *, version: str | int | None = None,
                details: dict[str, Any] | None = None, run_id: str | None = None,
@@ -97,8 +97,8 @@ class Ledger:
             raise ValueError("a ledger event needs a reason")
         with self._conn() as conn:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO events (model, version, event, at, reason, details, run_id, key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (model, version, event, at, reason, details, run_id, key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (model, None if version is None else str(version), event, utcnow_iso(), reason,
                  json.dumps(details or {}, default=str, sort_keys=True), run_id, key),
             )

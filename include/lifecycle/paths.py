@@ -32,8 +32,9 @@ class StatePaths:
         return cls(state_root())
 
     @property
-    def ledger_db(self) -> Path:
-        return self.root / "lifecycle.db"
+    def ledger_db(self) -> Path | str:
+        """The lifecycle DB (ledger, traffic): ``$LIFECYCLE_DB_URL`` (PostgreSQL) or ``lifecycle.db`` here."""
+        return os.environ.get("LIFECYCLE_DB_URL") or self.root / "lifecycle.db"
 
     @property
     def mlflow_db(self) -> Path:

@@ -4,7 +4,8 @@ import sqlite3
 
 import pytest
 
-from lifecycle.ledger import Ledger, connect
+from lifecycle.db import connect
+from lifecycle.ledger import Ledger
 
 
 def test_events_are_recorded_in_order_with_utc_times(tmp_path):
@@ -19,11 +20,11 @@ def test_events_are_recorded_in_order_with_utc_times(tmp_path):
 def test_ledger_is_append_only(tmp_path):
     ledger = Ledger(tmp_path / "l.db")
     ledger.record("m", "trained", "because")
-    conn = connect(ledger.path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE events SET reason = 'rewritten'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM events")
+    with connect(ledger.path) as conn:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("UPDATE events SET reason = 'rewritten'")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM events")
 
 
 def test_idempotency_key_makes_reruns_record_once(tmp_path):

@@ -1,12 +1,13 @@
 """Traffic weights per model version, persisted in the lifecycle DB so a restarted gateway comes back with the
-same weights. Every change is validated as a whole and written in one transaction, and appended to a history
-table (what the canary did, and when)."""
+same weights (SQLite, or PostgreSQL when ``$LIFECYCLE_DB_URL`` is set: see :mod:`lifecycle.db`). Every change is
+validated as a whole and written in one transaction, and appended to a history table (what the canary did, and
+when)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from lifecycle.ledger import connect, utcnow_iso
+from lifecycle import db
+from lifecycle.ledger import utcnow_iso
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traffic (
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS traffic_history (
     reason  TEXT NOT NULL
 );
 """
+_PG_SCHEMA = _SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
 
 
 class TrafficError(ValueError):
@@ -51,21 +53,15 @@ def validate_weights(weights: dict[str, int], loaded: set[str]) -> dict[str, int
 
 
 class TrafficStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: db.Target) -> None:
+        """``path``: a SQLite file or a PostgreSQL URL (normally the state's ``ledger_db``)."""
         self.path = path
-        conn = connect(path)
-        try:
-            conn.executescript(_SCHEMA)
-        finally:
-            conn.close()
+        db.ensure_schema(path, "traffic", _SCHEMA, _PG_SCHEMA)
 
     def versions(self, model: str) -> dict[str, tuple[int, bool]]:
         """``{version: (weight, loaded)}`` for the model."""
-        conn = connect(self.path)
-        try:
+        with db.connect(self.path) as conn:
             rows = conn.execute("SELECT version, weight, loaded FROM traffic WHERE model = ?", (model,)).fetchall()
-        finally:
-            conn.close()
         return {v: (w, bool(loaded)) for v, w, loaded in rows}
 
     def weights(self, model: str) -> dict[str, int]:
@@ -73,11 +69,9 @@ class TrafficStore:
 
     def set_weights(self, model: str, weights: dict[str, int], reason: str) -> dict[str, int]:
         """Replace the model's weights atomically (versions not named get 0)."""
-        conn = connect(self.path)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with db.transaction(self.path, lock="traffic") as conn:
             loaded = {v for v, in conn.execute("SELECT version FROM traffic WHERE model = ? AND loaded = 1",
-                                               (model,))}
+                                               (model,)).fetchall()}
             clean = validate_weights(weights, loaded)
             now = utcnow_iso()
             conn.execute("UPDATE traffic SET weight = 0, updated_at = ? WHERE model = ?", (now, model))
@@ -86,24 +80,14 @@ class TrafficStore:
                              (weight, now, model, version))
             conn.execute("INSERT INTO traffic_history (model, at, weights, reason) VALUES (?, ?, ?, ?)",
                          (model, now, json.dumps(clean, sort_keys=True), reason))
-            conn.execute("COMMIT")
-            return clean
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
+        return clean
 
     def mark_loaded(self, model: str, version: str, loaded: bool) -> None:
         """Record that a version is (or is no longer) loaded; unloading needs weight 0."""
-        conn = connect(self.path)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with db.transaction(self.path, lock="traffic") as conn:
             row = conn.execute("SELECT weight FROM traffic WHERE model = ? AND version = ?",
                                (model, version)).fetchone()
             if not loaded and row and row[0] > 0:
-                conn.execute("ROLLBACK")
                 raise TrafficError(f"version {version} still has weight {row[0]}; move its traffic first")
             if row is None:
                 conn.execute("INSERT INTO traffic (model, version, weight, loaded, updated_at) VALUES (?, ?, 0, ?, ?)",
@@ -111,15 +95,9 @@ class TrafficStore:
             else:
                 conn.execute("UPDATE traffic SET loaded = ?, updated_at = ? WHERE model = ? AND version = ?",
                              (int(loaded), utcnow_iso(), model, version))
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
 
     def history(self, model: str) -> list[dict]:
-        conn = connect(self.path)
-        try:
+        with db.connect(self.path) as conn:
             rows = conn.execute("SELECT at, weights, reason FROM traffic_history WHERE model = ? ORDER BY id",
                                 (model,)).fetchall()
-        finally:
-            conn.close()
         return [{"at": at, "weights": json.loads(w), "reason": r} for at, w, r in rows]
