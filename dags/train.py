@@ -17,6 +17,9 @@ monitor-triggered run).
 
 Idempotent per run: clearing a task reuses the MLflow run and the registered version; a retried training task
 resumes from its last checkpoint.
+
+`train` goes to the Celery queue `training.queue` (default `gpu`); with a `training.kubernetes` section in the
+spec it runs the same training code in a Kubernetes pod (`lifecycle train-task`) and returns the same result.
 """
 from __future__ import annotations
 
@@ -78,16 +81,21 @@ def build_train(spec):
                   + (f"; excluded quarantined days {window.quarantined}" if window.quarantined else ""))
             return {"window_end": window.end, "days": window.days}
 
-        train = TorchTrainOperator(
-            task_id="train",
-            model=spec.name,
-            window_end="{{ ti.xcom_pull(task_ids='plan')['window_end'] }}",
-            epochs="{{ params.epochs }}",
-            overrides="{{ params.overrides }}",
-            reason="{{ params.reason }}",
-            pool=spec.training.gpu_pool if uses_gpu_pool else "default_pool",
-            retries=2,
-        )
+        where = {"task_id": "train", "retries": 2, "queue": spec.training.queue,
+                 "pool": spec.training.gpu_pool if uses_gpu_pool else "default_pool"}
+        if spec.training.kubernetes:  # a pod running the same training code (lifecycle train-task)
+            from lifecycle_airflow.k8s_pod import training_pod
+
+            train = training_pod(spec, **where)
+        else:
+            train = TorchTrainOperator(
+                model=spec.name,
+                window_end="{{ ti.xcom_pull(task_ids='plan')['window_end'] }}",
+                epochs="{{ params.epochs }}",
+                overrides="{{ params.overrides }}",
+                reason="{{ params.reason }}",
+                **where,
+            )
 
         @task
         def evaluate(trained: dict[str, Any]) -> dict[str, Any]:

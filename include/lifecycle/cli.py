@@ -6,6 +6,10 @@
     lifecycle validate MODEL DAY              run the data gate on a landed batch
     lifecycle train MODEL END_DAY [--epochs N] [--run-id ID]
                                               train, evaluate, gate and register in-process
+    lifecycle train-task --model M --window-end DAY --run-id ID [--epochs N] [--overrides JSON]
+                         [--reason TEXT] [--xcom PATH]
+                                              the train DAG's training step alone (what the Kubernetes
+                                              pod runs): prints the result, writes it as JSON to PATH
     lifecycle ledger [--model M] [--json]     print the ledger
     lifecycle report MODEL                    write the HTML lifecycle report
 """
@@ -22,6 +26,29 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _optional_int(text: str) -> int | None:
+    """``--epochs``: an integer, or empty/``None``/``null`` for none (what a template renders for no value)."""
+    if text.strip() in ("", "None", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _json_object(text: str) -> dict | None:
+    """``--overrides``: a JSON object, or empty/``None``/``null`` for none."""
+    if text.strip() in ("", "None", "null"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("end_day", type=_date)
     p.add_argument("--epochs", type=int)
     p.add_argument("--run-id", default=None)
+    p = sub.add_parser("train-task", help="the train DAG's training step alone (run by the Kubernetes pod)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--window-end", required=True, type=_date, help="last day of the training window")
+    p.add_argument("--run-id", required=True, help="the DAG run id (one MLflow run per DAG run: reruns reuse it)")
+    p.add_argument("--epochs", type=_optional_int)
+    p.add_argument("--overrides", type=_json_object, help="other training fields, as a JSON object")
+    p.add_argument("--reason", default="scheduled")
+    p.add_argument("--xcom", help="also write the result here as JSON (/airflow/xcom/return.json in a pod)")
     p = sub.add_parser("ledger", help="print the lifecycle ledger")
     p.add_argument("--model")
     p.add_argument("--json", action="store_true")
@@ -104,6 +139,22 @@ def main(argv: list[str] | None = None) -> int:
             decision = tf.gate_candidate(spec, evaluation)
             result = tf.register_candidate(spec, trained, evaluation, decision, run_id, paths)
             print(f"{result['model']} v{result['version']}: {result['status']}: {result['reason']}")
+        elif args.cmd == "train-task":
+            import logging
+            from pathlib import Path
+
+            from lifecycle.trainflow import run_training_task
+
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            result = run_training_task(get_spec(args.model), args.window_end, args.run_id, args.epochs,
+                                       args.overrides, args.reason, paths=paths)
+            text = json.dumps(result)
+            if args.xcom:
+                out = Path(args.xcom)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.with_suffix(".tmp").write_text(text)
+                out.with_suffix(".tmp").replace(out)
+            print(text)
         elif args.cmd == "ledger":
             from lifecycle.ledger import Ledger
 

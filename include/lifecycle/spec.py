@@ -101,6 +101,73 @@ class Expectation(_Strict):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+#: A Kubernetes resource quantity: ``2``, ``500m``, ``0.5``, ``8Gi``, ``512M``, ``1e3``.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+class Toleration(_Strict):
+    """A Kubernetes toleration of the training pod (see the Kubernetes docs on taints and tolerations)."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    #: None tolerates every effect of the matching taint.
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    @model_validator(mode="after")
+    def _check_operator(self) -> Toleration:
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError(f"toleration {self.key!r}: operator Exists takes no value (drop 'value', or use "
+                             "operator Equal)")
+        if self.operator == "Equal" and not self.key:
+            raise ValueError("toleration without a key must use operator Exists (it then tolerates every taint)")
+        return self
+
+
+class KubernetesTraining(_Strict):
+    """Run the training task as a Kubernetes pod (``KubernetesPodOperator``) instead of in the worker.
+
+    The pod runs ``python -m lifecycle.cli train-task`` in ``image`` (which must hold this project and its
+    pinned requirements) and returns the same result as ``TorchTrainOperator`` through the XCom sidecar.
+    """
+
+    image: Annotated[str, Field(min_length=1)]
+    namespace: Annotated[str, Field(pattern=_DNS_LABEL)] = "default"
+    #: ``nvidia.com/gpu`` requested (and limited) for the pod; 0: none.
+    gpus: Annotated[int, Field(ge=0)] = 0
+    #: CPU and memory quantities, used as both request and limit (e.g. ``"4"``, ``"500m"``, ``"16Gi"``).
+    cpu: str | None = None
+    memory: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    service_account: str | None = None
+    #: Extra environment of the training container (wins over the variables passed through from the worker).
+    env: dict[str, str] = Field(default_factory=dict)
+    #: How long the pod may take to be scheduled and start (image pulls included) before the task fails.
+    startup_timeout_seconds: Annotated[int, Field(gt=0)] = 600
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"{info.field_name} must be a Kubernetes quantity such as '2', '500m' or '8Gi'")
+        if isinstance(value, int | float):  # YAML `cpu: 2`
+            value = str(value)
+        if isinstance(value, str) and not _QUANTITY.match(value):
+            raise ValueError(f"{info.field_name} {value!r} is not a Kubernetes quantity (e.g. '2', '500m', "
+                             "'8Gi')")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in env if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", k))
+        if bad:
+            raise ValueError(f"invalid environment variable names: {bad}")
+        return env
+
+
 class TrainingConfig(_Strict):
     window_days: Annotated[int, Field(gt=0)] = 7
     min_rows: Annotated[int, Field(gt=0)] = 500
@@ -121,6 +188,19 @@ class TrainingConfig(_Strict):
     validation_fraction: Annotated[float, Field(gt=0, lt=0.9)] = 0.15
     #: Processes per node (``torchrun --nproc-per-node``); 1 trains in the task process.
     processes: Annotated[int, Field(gt=0)] = 1
+    #: Airflow queue of the training task: the CeleryExecutor routes it to the workers serving this queue
+    #: (``airflow celery worker --queues gpu``); the LocalExecutor ignores it.
+    queue: Annotated[str, Field(min_length=1)] = "gpu"
+    #: Train in a Kubernetes pod instead of the worker process (see :class:`KubernetesTraining`).
+    kubernetes: KubernetesTraining | None = None
+
+    @model_validator(mode="after")
+    def _one_gpu_per_process(self) -> TrainingConfig:
+        k8s = self.kubernetes
+        if k8s is not None and k8s.gpus and self.processes > k8s.gpus:  # ddp.py: NCCL whenever CUDA is there
+            raise ValueError(f"processes {self.processes} > kubernetes.gpus {k8s.gpus}: DDP on GPUs needs one "
+                             "GPU per process")
+        return self
 
 
 class Slice(_Strict):

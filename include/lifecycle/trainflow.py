@@ -146,7 +146,8 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
             mlflow.set_tags({f"{TAG}dag_run_id": dag_run_id, f"{TAG}model": spec.name,
                              f"{TAG}data_batches": ",".join(window.days), f"{TAG}code_version": code_version(),
                              f"{TAG}reason": reason[:500]})
-            mlflow.log_params({**{f"train.{k}": v for k, v in cfg.model_dump().items()},
+            # Hyperparameters only: where the task runs (queue, pod, its env) is deployment, not the model.
+            mlflow.log_params({**{f"train.{k}": v for k, v in cfg.model_dump(exclude={"kubernetes"}).items()},
                                "data.window_start": window.start, "data.window_end": window.end,
                                "data.rows": len(frame), "data.train_rows": len(train_df),
                                "data.val_rows": len(val_df), "data.holdout_rows": int((split == 2).sum()),
@@ -182,7 +183,7 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
                   "window": asdict(window), "rows": len(frame), "best_epoch": outcome.best_epoch,
                   "epochs_run": len(outcome.history), "stopped_early": outcome.stopped_early,
                   "resumed_from_epoch": outcome.resumed_from, "device": outcome.device,
-                  "training": cfg.model_dump(), "reason": reason, "dag_run_id": dag_run_id}
+                  "training": cfg.model_dump(exclude={"kubernetes"}), "reason": reason, "dag_run_id": dag_run_id}
         mlflow.set_tags({f"{TAG}model_uri": info.model_uri, f"{TAG}result": json.dumps(result)})
     log.info("training: %s trained on %d rows from %d batches (%s..%s), best epoch %d of %d%s",
              spec.name, len(frame), len(window.days), window.start, window.end, outcome.best_epoch,
@@ -385,9 +386,12 @@ def register_candidate(spec: ModelSpec, trained: dict[str, Any], evaluation: dic
     key = f"{name}:{dag_run_id}"
     window = trained["window"]
     ledger.record(spec.name, "trained", f"trained on {trained['rows']} rows from {len(window['days'])} validated "
-                  f"batches {window['start']}..{window['end']}; best epoch {trained['best_epoch']}",
+                  f"batches {window['start']}..{window['end']}; best epoch {trained['best_epoch']}"
+                  + (f" (resumed after epoch {trained['resumed_from_epoch']})"
+                     if trained.get("resumed_from_epoch") else ""),
                   version=version, run_id=dag_run_id, key=f"{key}:trained",
-                  details={"mlflow_run_id": trained["run_id"], "batches": window["days"]})
+                  details={"mlflow_run_id": trained["run_id"], "batches": window["days"],
+                           "resumed_from_epoch": trained.get("resumed_from_epoch"), "device": trained.get("device")})
     ledger.record(spec.name, "gate_passed" if passed else "gate_rejected", reason_with_version, version=version,
                   run_id=dag_run_id, key=f"{key}:gate", details={"checks": decision["checks"]})
     if passed and first:
@@ -395,3 +399,25 @@ def register_candidate(spec: ModelSpec, trained: dict[str, Any], evaluation: dic
                       version=version, run_id=dag_run_id, key=f"{key}:promoted")
     return {"model": name, "version": version, "status": status, "reason": reason_with_version,
             "aliases": registry.aliases(name)}
+
+
+def run_training_task(spec: ModelSpec, window_end: dt.date | str, dag_run_id: str, epochs: int | str | None = None,
+                      overrides: dict[str, Any] | None = None, reason: str = "scheduled",
+                      paths: StatePaths | None = None) -> dict[str, Any]:
+    """The train task wherever it runs (``TorchTrainOperator`` in the worker, ``lifecycle train-task`` in a
+    Kubernetes pod): ``train_candidate`` in this process, or ``train_distributed`` (torchrun) when the effective
+    ``processes`` is above 1. Takes values as templates render them (``epochs`` may be ``"None"``, ``window_end``
+    a datetime string; ``overrides`` that are not a dict are ignored). Returns the training result dict."""
+    epochs = int(epochs) if epochs not in (None, "", "None") else None
+    overrides = overrides if isinstance(overrides, dict) else None
+    if isinstance(window_end, dt.datetime):
+        window_end = window_end.date()
+    end = window_end if isinstance(window_end, dt.date) else dt.date.fromisoformat(str(window_end)[:10])
+    processes = effective_training(spec, epochs, overrides).processes
+    log.info("training %s on the window ending %s with %d process(es) (reason: %s)", spec.name, end, processes,
+             reason)
+    if processes > 1:  # torchrun, DDP; same MLflow run, checkpoints and resume as one process
+        return train_distributed(spec, end, dag_run_id, processes, epochs=epochs, overrides=overrides,
+                                 reason=str(reason), paths=paths)
+    return train_candidate(spec, end, dag_run_id, epochs=epochs, overrides=overrides, reason=str(reason),
+                           paths=paths)

@@ -36,22 +36,12 @@ class TorchTrainOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from lifecycle.spec import get_spec
-        from lifecycle.trainflow import effective_training, train_candidate, train_distributed
+        from lifecycle.trainflow import run_training_task
         from lifecycle_airflow.dagkit import fail_fast
 
-        with fail_fast():
-            spec = get_spec(self.model)
-            epochs = int(self.epochs) if self.epochs not in (None, "", "None") else None
-            overrides = self.overrides if isinstance(self.overrides, dict) else None
-            end = dt.date.fromisoformat(str(self.window_end)[:10])
-            processes = effective_training(spec, epochs, overrides).processes
-            self.log.info("training %s on the window ending %s with %d process(es) (reason: %s)", self.model, end,
-                          processes, self.reason)
-            if processes > 1:  # torchrun, DDP; same MLflow run, checkpoints and resume as one process
-                return train_distributed(spec, end, context["run_id"], processes, epochs=epochs,
-                                         overrides=overrides, reason=str(self.reason))
-            return train_candidate(spec, end, context["run_id"], epochs=epochs, overrides=overrides,
-                                   reason=str(self.reason))
+        with fail_fast():  # torchrun when training.processes > 1 (same code as `lifecycle train-task` in a pod)
+            return run_training_task(get_spec(self.model), self.window_end, context["run_id"], self.epochs,
+                                     self.overrides, str(self.reason))
 
 
 class CanaryWatchOperator(BaseOperator):
