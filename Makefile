@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-unit test-integration lint up down status bench-orchestration bench-serving bench-drift lock clean
+.PHONY: venv demo test test-distributed test-unit test-integration lint up down status bench-orchestration bench-serving bench-drift bench-registry lock clean
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -12,9 +12,17 @@ venv:
 demo: venv
 	@$(PY) -m lifecycle.demo
 
+# Everything CI runs (.ci/run): the embedded default's suite, then the distributed topology's.
 test: venv
 	@$(PY) -m ruff check .
 	@$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-distributed
+
+# The distributed topology (PostgreSQL, Redis, CeleryExecutor with default + gpu workers, MLflow server over
+# PostgreSQL with S3 artifacts): installs Debian's postgresql and redis-server if missing, starts everything on
+# loopback, runs the lifecycle and the fault tests on it, stops what it started.
+test-distributed: venv
+	@LIFECYCLE_TOPOLOGY=distributed $(PY) -m pytest tests/distributed
 
 test-unit: venv
 	@$(PY) -m pytest tests/unit tests/dags
@@ -41,10 +49,14 @@ lock: venv
 	@bash scripts/lock.sh
 
 clean: down
+	@if [ -x $(PY) ]; then $(PY) -c 'from lifecycle import paths, topology; topology.remove_cluster(paths.StatePaths.current())'; fi
 	rm -rf .lifecycle
 
 bench-drift: venv
 	@$(PY) bench/drift.py
+
+bench-registry: venv
+	@$(PY) bench/registry.py
 
 bench-serving: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

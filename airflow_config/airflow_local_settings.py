@@ -2,7 +2,8 @@
 
 Warm task start: LocalExecutor forks every task process from the scheduler's workers, so modules the scheduler
 imported before its workers fork are already in memory in every task. Our tasks pay 6-10 s of cold imports
-each (GX, MLflow, pandas, scikit-learn) otherwise. Only the scheduler preloads: other Airflow commands stay fast.
+each (GX, MLflow, pandas, scikit-learn) otherwise. Only the scheduler (and a Celery worker, whose pool forks the same way) preloads: other Airflow
+commands stay fast.
 ``LIFECYCLE_PRELOAD``: ``default``, ``none``, or a comma-separated module list. Only import-time-safe modules
 (no threads or sockets opened on import) belong here; torch is left out on purpose.
 """
@@ -20,7 +21,9 @@ DEFAULT_PRELOAD = ("pandas", "pyarrow.parquet", "sklearn.metrics", "great_expect
 
 def _preload() -> None:
     choice = os.environ.get("LIFECYCLE_PRELOAD", "default").strip()
-    if choice == "none" or len(sys.argv) < 2 or sys.argv[1] != "scheduler":
+    # LocalExecutor forks tasks from the scheduler; a Celery worker forks them from its pool processes.
+    local = "LocalExecutor" in os.environ.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    if choice == "none" or not ((local and sys.argv[1:2] == ["scheduler"]) or sys.argv[1:3] == ["celery", "worker"]):
         return
     modules = DEFAULT_PRELOAD if choice == "default" else tuple(m for m in choice.split(",") if m)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

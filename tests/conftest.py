@@ -23,6 +23,9 @@ _env["LIFECYCLE_PRELOAD"] = "none"
 _env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.update(_env)
 
+# tests/distributed needs the distributed topology's servers: `make test-distributed` runs it.
+collect_ignore = [] if os.environ.get("LIFECYCLE_TOPOLOGY") == "distributed" else ["distributed"]
+
 DAYS = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(6)]
 
 

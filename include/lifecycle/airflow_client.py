@@ -98,6 +98,10 @@ class AirflowClient:
         tis = self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {t["task_id"]: t["state"] for t in tis}
 
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        """One task instance: state, try_number, queue, hostname, executor, ..."""
+        return self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         """The task try's log as text, one line per structured log event (Airflow 3 serves JSON only)."""
         resp = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",

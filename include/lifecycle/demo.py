@@ -328,9 +328,12 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
             f"{stats['feedback']} outcomes reported; statuses {stats['statuses']}"
             + (f", transport errors {stats['errors']}" if stats["errors"] else ""))
 
-        mlflow_ui = f"mlflow ui --backend-store-uri {paths.tracking_uri} --port 5000"
-        report = build_report(spec, paths, {"Airflow UI": stack.airflow_url, "MLflow UI (run: " + mlflow_ui + ")":
-                                            "http://127.0.0.1:5000"})
+        if paths.tracking_uri.startswith("http"):  # the distributed topology's MLflow server serves its UI
+            mlflow_ui, mlflow_link = f"{paths.tracking_uri}   (the MLflow server)", {"MLflow UI": paths.tracking_uri}
+        else:
+            mlflow_ui = f"mlflow ui --backend-store-uri {paths.tracking_uri} --port 5000"
+            mlflow_link = {"MLflow UI (run: " + mlflow_ui + ")": "http://127.0.0.1:5000"}
+        report = build_report(spec, paths, {"Airflow UI": stack.airflow_url, **mlflow_link})
         summary = write_summary(paths, airflow_url=stack.airflow_url, gateway_url=stack.gateway_url, report=report)
         print_timeline(paths)
         alerts = paths.root / "demo" / "alerts.jsonl"

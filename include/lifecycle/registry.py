@@ -145,10 +145,28 @@ class Registry:
 
     def register(self, name: str, source: str, run_id: str, tags: dict[str, str],
                  model_id: str | None = None, description: str = "") -> ModelVersion:
-        """Create a version with all its tags in one call: no version ever exists without its lineage."""
+        """Create a version with all its tags in one call: no version ever exists without its lineage.
+
+        Exactly once per ``lifecycle.dag_run_id`` tag: a version the DAG run already registered is returned, and
+        if a retried request created a second one (the server committed, the answer was lost, the HTTP client
+        sent it again while the server came back), the later copies are deleted.
+        """
         self.ensure_model(name)
-        return self._call("register a version", self.client.create_model_version, name, source, run_id=run_id,
-                          tags=tags, description=description, model_id=model_id)
+        key = tags.get(f"{TAG}dag_run_id")
+        if key and (done := self.version_for_run(name, key)) is not None:
+            return done
+        mv = self._call("register a version", self.client.create_model_version, name, source, run_id=run_id,
+                        tags=tags, description=description, model_id=model_id)
+        if not key:
+            return mv
+        same = sorted((v for v in self.versions(name) if v.tags.get(f"{TAG}dag_run_id") == key),
+                      key=lambda v: int(v.version))
+        for extra in same[1:]:
+            log.warning("registry: %s v%s duplicates v%s of DAG run %s (a retried request); deleting it",
+                        name, extra.version, same[0].version, key)
+            self._call(f"delete duplicate version {extra.version}", self.client.delete_model_version, name,
+                       extra.version)
+        return same[0] if same else mv
 
     def set_tags(self, name: str, version: str | int, tags: dict[str, Any]) -> None:
         for key, value in tags.items():

@@ -42,8 +42,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(name: str, argv: list[str], env: dict[str, str], paths: StatePaths | None = None) -> int:
-    """Start ``argv`` detached in a new process group; log to ``run/<name>.log``; return the PID."""
+def start(name: str, argv: list[str], env: dict[str, str], paths: StatePaths | None = None, *,
+          user: str | None = None, stop_signal: str = "SIGTERM", supervised: bool = False) -> int:
+    """Start ``argv`` detached in a new process group; log to ``run/<name>.log``; return the PID.
+
+    ``user``: run as that account (PostgreSQL refuses to run as root); ``stop_signal``: what ``stop`` sends
+    first (PostgreSQL's fast shutdown is SIGINT: SIGTERM would wait for every client to disconnect);
+    ``supervised``: restart it whenever it exits (``lifecycle.supervise``) until it is stopped.
+    """
+    if supervised:
+        argv = [sys.executable, "-m", "lifecycle.supervise", name, "--", *argv]
     paths = paths or StatePaths.current()
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     pid_file = paths.run_dir / f"{name}.pid"
@@ -52,8 +60,8 @@ def start(name: str, argv: list[str], env: dict[str, str], paths: StatePaths | N
     full_env = {**os.environ, **env, "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = (paths.run_dir / f"{name}.log").open("ab")
     proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=str(paths.root))
-    pid_file.write_text(f"{proc.pid}\n")
+                            start_new_session=True, cwd="/" if user else str(paths.root), user=user)
+    pid_file.write_text(f"{proc.pid} {stop_signal}\n")
     return proc.pid
 
 
@@ -87,17 +95,18 @@ def stop(name: str, paths: StatePaths | None = None, timeout: float = 20.0) -> b
     pid_file = paths.run_dir / f"{name}.pid"
     if not pid_file.exists():
         return False
-    pid = int(pid_file.read_text().split()[0])
-    pids = _tree(pid)
+    pid, *rest = pid_file.read_text().split()
+    pids = _tree(int(pid))
+    first = getattr(signal, rest[0]) if rest else signal.SIGTERM
     groups = set()
     for p in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             groups.add(os.getpgid(p))
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in (first, signal.SIGKILL):
         for g in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(g, sig)
-        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
+        deadline = time.monotonic() + (timeout if sig != signal.SIGKILL else 5)
         while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.2)
         if not any(_alive(p) for p in pids):
@@ -118,8 +127,11 @@ def stop_all(paths: StatePaths | None = None) -> list[str]:
     if not paths.run_dir.exists():
         return []
     stopped = []
-    # Airflow's scheduler first, so it does not start new task processes while the rest goes down.
-    names = sorted((p.stem for p in paths.run_dir.glob("*.pid")), key=lambda n: (n != "airflow-scheduler", n))
+    # Airflow's scheduler first, so it does not start new task processes while the rest goes down; the
+    # backends of the distributed topology (PostgreSQL, Redis, S3, MLflow) last, after their clients.
+    last = ("mlflow-server", "s3", "redis", "postgres")
+    names = sorted((p.stem for p in paths.run_dir.glob("*.pid")),
+                   key=lambda n: (n != "airflow-scheduler", last.index(n) if n in last else -1, n))
     for name in names:
         if stop(name, paths):
             stopped.append(name)

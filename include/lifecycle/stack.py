@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from lifecycle import services
+from lifecycle import services, topology
 from lifecycle.airflow_env import airflow_env, prepare_home
 from lifecycle.paths import PROJECT_ROOT, StatePaths
 
@@ -123,6 +123,12 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
     alerts_url = f"http://127.0.0.1:{alerts_port}/alerts"
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     token = os.environ.get("LIFECYCLE_GATEWAY_TOKEN") or paths.secret("gateway_token")
+    topo = None
+    if topology.enabled():  # PostgreSQL, Redis, S3, MLflow server; CeleryExecutor (see lifecycle.topology)
+        topo = topology.Topology.for_state(paths) if already else topology.start_backends(paths, log)
+        env.update(topo.airflow_env())
+        os.environ.update(topo.client_env())  # this process (the demo driver) reads the same ledger and registry
+        already = [name for name in already if name.startswith(("airflow-", "gateway", "alert", "celery"))]
     if not already:
         ports = [(api_port, "Airflow API server (AIRFLOW_PORT)"), (alerts_port, "alert receiver")]
         if with_gateway:
@@ -132,7 +138,8 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
                 raise services.ServiceError(f"port {port} for the {what} is taken by another process; "
                                             "stop it or pick another port")
         prepare_home(paths)
-        log("stack: preparing the Airflow metadata DB (SQLite)")
+        log("stack: preparing the Airflow metadata DB ("
+            + ("PostgreSQL" if topo else "SQLite") + ")")
         migrate(env)
         services.start("alert-receiver", [sys.executable, "-m", "lifecycle.alerts", "--out",
                                           str(paths.root / "demo" / "alerts.jsonl"), "--port", str(alerts_port)],
@@ -141,12 +148,19 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
             argv = ["airflow", component]
             if component == "api-server":
                 argv += ["--port", str(api_port), "--host", "127.0.0.1", "--workers", "1"]
-            services.start(f"airflow-{component}", argv, env, paths)
+            # Distributed: Airflow's components exit when PostgreSQL goes away; a supervisor restarts them.
+            services.start(f"airflow-{component}", argv, env, paths, supervised=topo is not None)
+        for worker in topology.WORKERS if topo else ():
+            topology.start_worker(worker, env, paths)
         if with_gateway:
             services.start("gateway", [sys.executable, "-m", "lifecycle.serving", "--port", str(gateway_port)],
                            {**env, "LIFECYCLE_GATEWAY_TOKEN": token}, paths)
-        log(f"stack: started Airflow ({', '.join(components)}), the alert receiver"
+        log(f"stack: started Airflow ({', '.join(components)}"
+            + (f", Celery workers {', '.join(topology.WORKERS)}" if topo else "") + "), the alert receiver"
             f"{' and the serving gateway' if with_gateway else ''}; waiting for the API")
+        log("stack: " + (topo.describe() if topo else
+                         f"executor LocalExecutor; Airflow DB {env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}; MLflow "
+                         f"{paths.tracking_uri}; lifecycle DB (ledger, gateway traffic) {paths.ledger_db}"))
     services.wait_http(f"{airflow_url}/api/v2/monitor/health", timeout=180, what="Airflow API server",
                        log=paths.run_dir / "airflow-api-server.log")
     client = AirflowClient(airflow_url)

@@ -1,0 +1,154 @@
+"""Faults on the distributed topology, each while a real DAG run is in flight on CeleryExecutor:
+
+* a Celery worker killed (SIGKILL, the whole process tree) in the middle of training: the scheduler notices the
+  missing heartbeats, the task is retried on the replacement worker and resumes from its last checkpoint;
+* PostgreSQL restarted mid-run: tasks retry and the run completes;
+* the MLflow server down for a minute while the candidate is registered: the call retries, and the registry
+  ends with exactly one version for the DAG run.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+
+import pytest
+
+from lifecycle.paths import StatePaths
+from lifecycle.services import free_port
+from lifecycle.topology import remove_cluster
+
+pytestmark = [pytest.mark.distributed, pytest.mark.timeout(2400)]
+DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(4)]
+#: A training run long enough to be interrupted: small batches, no early stop.
+SLOW = {"batch_size": 16, "patience": 1000}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from lifecycle import services
+    from lifecycle.airflow_client import AirflowClient
+    from lifecycle.datagen import Scenario, land_batch
+    from lifecycle.spec import get_spec
+    from lifecycle.stack import start_stack
+    from lifecycle.validation import gate_batch
+
+    state = tmp_path_factory.mktemp("faults") / "state"
+    saved = {k: os.environ.get(k) for k in ("LIFECYCLE_HOME", "LIFECYCLE_DB_URL", "LIFECYCLE_TRACKING_URI")}
+    os.environ["LIFECYCLE_HOME"] = str(state)
+    for key in ("LIFECYCLE_PG_PORT", "LIFECYCLE_REDIS_PORT", "LIFECYCLE_S3_PORT", "LIFECYCLE_MLFLOW_PORT"):
+        os.environ[key] = str(free_port())
+    paths = StatePaths.current()
+    try:
+        stack = start_stack(paths, api_port=free_port(), alerts_port=free_port(), gateway_port=free_port(),
+                            time_schedules=False, with_gateway=False, preload="default")
+        spec = get_spec("credit_default")
+        for day in DAYS:
+            land_batch(spec, day, Scenario.parse("stable"), paths)
+            gate_batch(spec, day, paths=paths)
+        client = AirflowClient(stack.airflow_url)
+        client.wait_for_dags([f"{spec.name}__train"])
+        client.unpause(f"{spec.name}__train")
+        yield {"paths": paths, "stack": stack, "client": client, "spec": spec}
+    finally:
+        services.stop_all(paths)
+        remove_cluster(paths)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _train(cluster, run_id: str, **conf) -> None:
+    cluster["client"].trigger(f"{cluster['spec'].name}__train", run_id=run_id, conf={
+        "as_of": DAYS[-1].isoformat(), "force": True, "reason": f"fault test {run_id}", **conf})
+
+
+def _wait_task(cluster, run_id: str, task: str, states=("running",), timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ti = cluster["client"].task_instance(f"{cluster['spec'].name}__train", run_id, task)
+        if ti["state"] in states:
+            return ti
+        time.sleep(1)
+    raise AssertionError(f"{task} of {run_id} never reached {states}; last {ti['state']}")
+
+
+def _checkpoints(paths: StatePaths) -> list:
+    return sorted(paths.checkpoints.rglob("*.pt")) if paths.checkpoints.exists() else []
+
+
+def _kill_tree(name: str, paths: StatePaths) -> int:
+    """SIGKILL a service and every process it started (no warm shutdown: the machine died)."""
+    import psutil
+
+    pid = int((paths.run_dir / f"{name}.pid").read_text().split()[0])
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=10)
+    return len(procs)
+
+
+def _versions_of(cluster, run_id: str) -> list[str]:
+    from lifecycle.registry import Registry
+
+    return [v.version for v in Registry(cluster["paths"]).versions(cluster["spec"].model_name)
+            if v.tags.get("lifecycle.dag_run_id") == run_id]
+
+
+def test_a_worker_killed_mid_training_is_replaced_and_training_resumes(cluster):
+    from lifecycle import topology
+    from lifecycle.ledger import Ledger
+
+    paths, run_id = cluster["paths"], "fault_worker_killed"
+    _train(cluster, run_id, epochs=12, overrides=SLOW)
+    first = _wait_task(cluster, run_id, "train")
+    assert first["queue"] == "gpu" and first["try_number"] == 1
+    deadline = time.monotonic() + 300
+    while len(_checkpoints(paths)) < 2 and time.monotonic() < deadline:  # at least two epochs done
+        time.sleep(0.5)
+    assert len(_checkpoints(paths)) >= 2, "training never checkpointed"
+    killed = _kill_tree("celery-worker-gpu", paths)
+    print(f"killed the gpu worker ({killed} processes) after {len(_checkpoints(paths))} checkpoints")
+    topology.start_worker("celery-worker-gpu-2", cluster["stack"].env, paths, queues="gpu", concurrency=1)
+    result = cluster["client"].wait(f"{cluster['spec'].name}__train", run_id, timeout=900)
+    assert result.state == "success", result.tasks
+    train = cluster["client"].task_instance(f"{cluster['spec'].name}__train", run_id, "train")
+    assert train["try_number"] >= 2 and train["queue"] == "gpu"
+    [trained] = [e for e in Ledger(paths.ledger_db).events(cluster["spec"].name, "trained") if e.run_id == run_id]
+    assert trained.details.get("resumed_from_epoch"), trained.details
+    assert len(_versions_of(cluster, run_id)) == 1
+
+
+def test_postgres_restarted_mid_run_the_run_still_completes(cluster):
+    from lifecycle import topology
+
+    run_id = "fault_postgres_restart"
+    _train(cluster, run_id, epochs=6, overrides=SLOW)
+    _wait_task(cluster, run_id, "train")
+    topology.restart_postgres(cluster["paths"], down_seconds=5)
+    result = cluster["client"].wait(f"{cluster['spec'].name}__train", run_id, timeout=900)
+    assert result.state == "success", result.tasks
+    assert len(_versions_of(cluster, run_id)) == 1
+
+
+def test_mlflow_server_down_for_a_minute_registration_retries_without_duplicates(cluster):
+    from lifecycle import services, topology
+
+    paths, run_id = cluster["paths"], "fault_mlflow_down"
+    _train(cluster, run_id, epochs=2)
+    _wait_task(cluster, run_id, "gate", states=("success",))
+    services.stop("mlflow-server", paths)
+    stopped = time.monotonic()
+    try:
+        ti = _wait_task(cluster, run_id, "register", states=("running", "up_for_retry", "failed"), timeout=120)
+        print(f"register is {ti['state']} with the MLflow server down")
+        time.sleep(max(0.0, 60 - (time.monotonic() - stopped)))
+    finally:
+        topology.start_mlflow(topology.Topology.for_state(paths), paths)
+    result = cluster["client"].wait(f"{cluster['spec'].name}__train", run_id, timeout=900)
+    assert result.state == "success", result.tasks
+    assert len(_versions_of(cluster, run_id)) == 1

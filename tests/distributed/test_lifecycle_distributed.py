@@ -1,0 +1,105 @@
+"""The lifecycle on the distributed topology: the same demo (train, gate, canary, rollback, drift-triggered
+retrain, retirement and restore) with ``LIFECYCLE_TOPOLOGY=distributed``: Airflow on PostgreSQL with
+CeleryExecutor and two workers (``default``, ``gpu``), an MLflow server on PostgreSQL with artifacts on S3 (moto's
+server over HTTP), the ledger and the gateway's traffic in PostgreSQL. Only the environment differs from
+``tests/integration/test_demo_scheduler.py``; the DAGs and the spec are the same files."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lifecycle.paths import PROJECT_ROOT, StatePaths
+from lifecycle.services import free_port
+from lifecycle.topology import remove_cluster
+
+pytestmark = [pytest.mark.distributed, pytest.mark.timeout(2400)]
+CHECKER = PROJECT_ROOT.parent / "shared" / "tools" / "check_summary.py"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo with KEEP=1, so the backends can be inspected; everything is stopped afterwards."""
+    from lifecycle import services
+
+    state = tmp_path_factory.mktemp("dist-demo") / "state"
+    env = {**os.environ, "LIFECYCLE_HOME": str(state), "LIFECYCLE_TOPOLOGY": "distributed", "KEEP": "1",
+           "LIFECYCLE_PRELOAD": "default",
+           "AIRFLOW_PORT": str(free_port()), "LIFECYCLE_ALERTS_PORT": str(free_port()),
+           "LIFECYCLE_GATEWAY_PORT": str(free_port()), "LIFECYCLE_PG_PORT": str(free_port()),
+           "LIFECYCLE_REDIS_PORT": str(free_port()), "LIFECYCLE_S3_PORT": str(free_port()),
+           "LIFECYCLE_MLFLOW_PORT": str(free_port())}
+    for key in ("LIFECYCLE_DB_URL", "LIFECYCLE_TRACKING_URI"):
+        env.pop(key, None)
+    try:
+        done = subprocess.run([sys.executable, "-m", "lifecycle.demo"], env=env, capture_output=True, text=True,
+                              timeout=1800, cwd=PROJECT_ROOT)
+        print(done.stdout[-3000:])
+        yield state, done, json.loads((state / "topology.json").read_text())
+    finally:
+        services.stop_all(StatePaths(state))
+        remove_cluster(StatePaths(state))
+
+
+def test_demo_completes_on_celery_postgres_and_the_mlflow_server(demo):
+    _state, done, _topo = demo
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+    log = done.stdout
+    assert "executor CeleryExecutor" in log and "Airflow DB postgresql://" in log
+    assert "lifecycle DB (ledger, gateway traffic) postgresql://" in log and "MLflow server http://" in log
+    assert " 0 failed" in next(ln for ln in log.splitlines() if "client population:" in ln)
+
+
+def test_summary_and_ledger_come_from_the_shared_backends(demo):
+    state, _done, topo = demo
+    summary = json.loads((state / "demo" / "summary.json").read_text())
+    assert summary["tracking_uri"] == f"http://127.0.0.1:{topo['mlflow_port']}"
+    assert not (state / "lifecycle.db").exists() and not (state / "mlflow" / "mlflow.db").exists()
+    by_event: dict[str, list] = {}
+    for e in summary["events"]:
+        by_event.setdefault(e["event"], []).append(e)
+    assert [e["version"] for e in by_event["promoted"]] == ["1", "4", "5"]
+    assert [e["version"] for e in by_event["rolled_back"]] == ["3"]
+    assert [e["version"] for e in by_event["gate_rejected"]] == ["2"]
+    assert len(by_event["drift_detected"]) == len(by_event["retrain_triggered"]) == 1
+    assert [e["version"] for e in by_event["restored"]] == ["6"]
+    import psycopg2
+
+    url = f"postgresql://lifecycle:{topo['password']}@127.0.0.1:{topo['pg_port']}/lifecycle"
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM events")
+        assert cur.fetchone()[0] == len(summary["events"])
+        cur.execute("SELECT weights FROM traffic_history WHERE model = 'credit_default' ORDER BY id DESC LIMIT 1")
+        assert json.loads(cur.fetchone()[0]) == {"5": 100}
+    if CHECKER.exists():
+        check = subprocess.run([sys.executable, str(CHECKER), str(state / "demo" / "summary.json")],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+
+
+def test_model_artifacts_live_in_s3_behind_the_mlflow_server(demo):
+    import boto3
+
+    _state, _done, topo = demo
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{topo['s3_port']}", aws_access_key_id="lifecycle",
+                      aws_secret_access_key="lifecycle-local-s3", region_name="us-east-1")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow-artifacts")
+            for o in page.get("Contents", [])]
+    assert any(k.endswith("weights.pt") for k in keys), keys[:20]
+    assert any(k.endswith("reference/reference.parquet") for k in keys)
+
+
+def test_training_ran_on_the_gpu_queue_and_the_rest_on_default(demo):
+    from lifecycle.airflow_client import AirflowClient
+
+    state, _done, _topo = demo
+    summary = json.loads((state / "demo" / "summary.json").read_text())
+    client = AirflowClient(summary["airflow_url"])
+    train = client.task_instance("credit_default__train", "demo_train_v1", "train")
+    evaluate = client.task_instance("credit_default__train", "demo_train_v1", "evaluate")
+    assert train["state"] == "success" and train["queue"] == "gpu"
+    assert evaluate["queue"] == "default"
+    assert "CeleryExecutor" in (train.get("executor") or "CeleryExecutor")
