@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             stack = start_stack(paths, api_port=args.port)
             print(f"Airflow UI: {stack.airflow_url}\ngateway: {stack.gateway_url} (admin token in "
                   f"{paths.root / 'secrets' / 'gateway_token'})\nalert receiver: {stack.alerts_url}\n"
-                  f"MLflow UI: mlflow ui --backend-store-uri {paths.tracking_uri}\nstop with: make down")
+                  "MLflow UI: " + (paths.tracking_uri if paths.tracking_uri.startswith("http") else
+                                   f"mlflow ui --backend-store-uri {paths.tracking_uri}") + "\nstop with: make down")
         elif args.cmd == "down":
             from lifecycle.services import stop_all
 

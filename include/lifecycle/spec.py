@@ -144,6 +144,9 @@ class KubernetesTraining(_Strict):
     service_account: str | None = None
     #: Extra environment of the training container (wins over the variables passed through from the worker).
     env: dict[str, str] = Field(default_factory=dict)
+    #: A Kubernetes Secret whose keys become the container's environment (``envFrom``), e.g. holding
+    #: ``LIFECYCLE_DB_URL`` with its password; the worker's ``LIFECYCLE_DB_URL`` is then not copied into the pod.
+    env_from_secret: Annotated[str, Field(pattern=_DNS_LABEL)] | None = None
     #: How long the pod may take to be scheduled and start (image pulls included) before the task fails.
     startup_timeout_seconds: Annotated[int, Field(gt=0)] = 600
 

@@ -124,7 +124,7 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     token = os.environ.get("LIFECYCLE_GATEWAY_TOKEN") or paths.secret("gateway_token")
     topo = None
-    if topology.enabled():  # PostgreSQL, Redis, S3, MLflow server; CeleryExecutor (see lifecycle.topology)
+    if topology.enabled(paths):  # PostgreSQL, Redis, S3, MLflow server; CeleryExecutor (see lifecycle.topology)
         topo = topology.Topology.for_state(paths) if already else topology.start_backends(paths, log)
         env.update(topo.airflow_env())
         os.environ.update(topo.client_env())  # this process (the demo driver) reads the same ledger and registry

@@ -42,8 +42,13 @@ S3_KEYS = {"AWS_ACCESS_KEY_ID": "lifecycle", "AWS_SECRET_ACCESS_KEY": "lifecycle
            "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def enabled() -> bool:
-    return os.environ.get("LIFECYCLE_TOPOLOGY", "embedded").strip().lower() == "distributed"
+def enabled(paths: StatePaths | None = None) -> bool:
+    """``LIFECYCLE_TOPOLOGY`` (``embedded`` or ``distributed``); unset: whatever the state folder was started
+    with (``topology.json`` is there), so ``make up`` after a distributed demo finds its databases again."""
+    choice = os.environ.get("LIFECYCLE_TOPOLOGY", "").strip().lower()
+    if choice:
+        return choice == "distributed"
+    return ((paths or StatePaths.current()).root / "topology.json").exists()
 
 
 @dataclass

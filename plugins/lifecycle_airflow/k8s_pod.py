@@ -48,7 +48,10 @@ def training_pod(spec: ModelSpec, *, window_end: str = "{{ ti.xcom_pull(task_ids
         resources["memory"] = pod.memory
     if pod.gpus:
         resources["nvidia.com/gpu"] = str(pod.gpus)
-    env = {name: os.environ[name] for name in PASSTHROUGH_ENV if os.environ.get(name)}
+    # Copied from the environment the DAG is parsed in; with env_from_secret the DB URL (and its password)
+    # comes from the Secret instead of sitting in the pod spec.
+    passthrough = [n for n in PASSTHROUGH_ENV if not (pod.env_from_secret and n == "LIFECYCLE_DB_URL")]
+    env = {name: os.environ[name] for name in passthrough if os.environ.get(name)}
     env.update(pod.env)
     # Namespace, node selector, env and resources go in through full_pod_spec, which is not templated: the train
     # DAG renders templates as native objects, which would turn an env value "4" or a quantity "8" into an int
@@ -57,6 +60,8 @@ def training_pod(spec: ModelSpec, *, window_end: str = "{{ ti.xcom_pull(task_ids
         metadata=k8s.V1ObjectMeta(namespace=pod.namespace),
         spec=k8s.V1PodSpec(node_selector=dict(pod.node_selector) or None, containers=[k8s.V1Container(
             name="base", env=[k8s.V1EnvVar(name=k, value=v) for k, v in sorted(env.items())] or None,
+            env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=pod.env_from_secret))]
+            if pod.env_from_secret else None,
             resources=k8s.V1ResourceRequirements(requests=dict(resources), limits=dict(resources))
             if resources else None)]))
     defaults: dict[str, Any] = {

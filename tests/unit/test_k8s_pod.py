@@ -129,6 +129,19 @@ def test_no_gpus_no_resources_and_the_spec_env_wins(monkeypatch):
     assert {e.name: e.value for e in pod.spec.containers[0].env}["LIFECYCLE_TRACKING_URI"] == "http://pod-view:5000"
 
 
+def test_env_from_secret_keeps_the_db_password_out_of_the_pod_spec(monkeypatch):
+    from lifecycle_airflow.k8s_pod import training_pod
+
+    monkeypatch.setenv("LIFECYCLE_DB_URL", "postgresql://lifecycle:s3cret@db:5432/lifecycle")
+    monkeypatch.setenv("LIFECYCLE_TRACKING_URI", "http://mlflow:5000")
+    spec = ModelSpec.model_validate(_data(env_from_secret="lifecycle-db"))
+    container = training_pod(spec, task_id="train").full_pod_spec.spec.containers[0]
+    env = {e.name: e.value for e in container.env}
+    assert "LIFECYCLE_DB_URL" not in env and env["LIFECYCLE_TRACKING_URI"] == "http://mlflow:5000"
+    assert [source.secret_ref.name for source in container.env_from] == ["lifecycle-db"]
+    assert "s3cret" not in str(container)
+
+
 @pytest.mark.parametrize(
     ("k8s", "field", "problem"),
     [
