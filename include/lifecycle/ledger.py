@@ -20,7 +20,7 @@ EVENTS = (
     "retired", "archived", "restored",
 )
 
-_SCHEMA = """
+_TABLE = """
 CREATE TABLE IF NOT EXISTS events (
     id       INTEGER PRIMARY KEY AUTOINCREMENT,
     model    TEXT NOT NULL,
@@ -33,24 +33,14 @@ CREATE TABLE IF NOT EXISTS events (
     key      TEXT UNIQUE
 );
 CREATE INDEX IF NOT EXISTS events_model_event ON events (model, event, at);
+"""
+_SCHEMA = _TABLE + """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the lifecycle ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the lifecycle ledger is append-only'); END;
 """
-_PG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id       BIGSERIAL PRIMARY KEY,
-    model    TEXT NOT NULL,
-    version  TEXT,
-    event    TEXT NOT NULL,
-    at       TEXT NOT NULL,
-    reason   TEXT NOT NULL,
-    details  TEXT NOT NULL DEFAULT '{}',
-    run_id   TEXT,
-    key      TEXT UNIQUE
-);
-CREATE INDEX IF NOT EXISTS events_model_event ON events (model, event, at);
+_PG_SCHEMA = _TABLE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY") + """
 CREATE OR REPLACE FUNCTION lifecycle_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS
 $$ BEGIN RAISE EXCEPTION 'the lifecycle ledger is append-only'; END $$;
 CREATE OR REPLACE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
