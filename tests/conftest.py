@@ -71,16 +71,23 @@ def land_days(spec, paths: StatePaths, scenarios: dict[int, str] | None = None, 
     return list(days)
 
 
+def gate_days(spec, paths: StatePaths, days=DAYS[:4]) -> list[dt.date]:
+    """Land a stable batch per day and pass it through the data gate: a window ready to train on."""
+    from lifecycle.validation import gate_batch
+
+    for day in land_days(spec, paths, days=days):
+        gate_batch(spec, day, paths=paths)
+    return list(days)
+
+
 def register_versions(spec, paths: StatePaths, runs: dict[str, dict], *, champion: str | None = "1",
                       evaluate: bool = False):
     """Four validated days, then one registered version per ``runs`` entry (run id -> train_candidate kwargs),
     in order (v1, v2, ...); ``champion`` gets the alias; ``evaluate`` logs the offline test metrics too."""
     from lifecycle import trainflow as tf
     from lifecycle.registry import CHAMPION, Registry
-    from lifecycle.validation import gate_batch
 
-    for day in land_days(spec, paths, days=DAYS[:4]):
-        gate_batch(spec, day, paths=paths)
+    gate_days(spec, paths)
     registry = Registry(paths)
     for run, kwargs in runs.items():
         trained = tf.train_candidate(spec, DAYS[3], run, paths=paths, **kwargs)

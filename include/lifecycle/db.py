@@ -123,24 +123,19 @@ def transaction(target: Target, lock: str | None = None) -> Iterator[Conn]:
 
 
 def ensure_schema(target: Target, name: str, sqlite_ddl: str, postgres_ddl: str) -> None:
-    """Create a schema once per process and target; concurrent creators on PostgreSQL take turns."""
+    """Create a schema: once per process for a PostgreSQL target (concurrent creators take turns), every time
+    for a SQLite file."""
     key = (str(target), name)
     if key in _ready:
         return
     with _ready_lock:
         if key in _ready:
             return
-        with connect(target) as conn:
-            if conn.postgres:
-                conn.begin()
-                try:
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"lifecycle-schema-{name}",))
-                    conn.script(postgres_ddl)
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
-            else:
+        if not is_postgres(target):  # a SQLite file can be deleted under us (tests, `make clean`): always re-run
+            with connect(target) as conn:
                 conn.script(sqlite_ddl)
-        if conn.postgres:  # a SQLite file can be deleted under us (tests, `make clean`): always re-check it
-            _ready.add(key)
+            return
+        with transaction(target) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"lifecycle-schema-{name}",))
+            conn.script(postgres_ddl)
+        _ready.add(key)

@@ -136,31 +136,31 @@ class Registry:
         found = self._call("list versions", self.client.search_model_versions, f"name = '{name}'")
         return sorted(found, key=lambda v: int(v.version))
 
+    def versions_for_run(self, name: str, dag_run_id: str) -> list[ModelVersion]:
+        """The versions tagged with a DAG run, oldest first (one, unless a retried request duplicated it)."""
+        return [v for v in self.versions(name) if v.tags.get(f"{TAG}dag_run_id") == dag_run_id]
+
     def version_for_run(self, name: str, dag_run_id: str) -> ModelVersion | None:
         """The version a DAG run already registered (idempotent reruns), if any."""
-        for v in self.versions(name):
-            if v.tags.get(f"{TAG}dag_run_id") == dag_run_id:
-                return v
-        return None
+        found = self.versions_for_run(name, dag_run_id)
+        return found[0] if found else None
 
     def register(self, name: str, source: str, run_id: str, tags: dict[str, str],
                  model_id: str | None = None, description: str = "") -> ModelVersion:
         """Create a version with all its tags in one call: no version ever exists without its lineage.
 
-        Exactly once per ``lifecycle.dag_run_id`` tag: a version the DAG run already registered is returned, and
-        if a retried request created a second one (the server committed, the answer was lost, the HTTP client
-        sent it again while the server came back), the later copies are deleted.
+        Callers look up ``version_for_run`` first (a rerun reuses its version). Exactly once per
+        ``lifecycle.dag_run_id`` tag even so: if a retried request created a second version (the server
+        committed, the answer was lost, the HTTP client sent it again while the server came back), the later
+        copies are deleted and the first is returned.
         """
         self.ensure_model(name)
-        key = tags.get(f"{TAG}dag_run_id")
-        if key and (done := self.version_for_run(name, key)) is not None:
-            return done
         mv = self._call("register a version", self.client.create_model_version, name, source, run_id=run_id,
                         tags=tags, description=description, model_id=model_id)
+        key = tags.get(f"{TAG}dag_run_id")
         if not key:
             return mv
-        same = sorted((v for v in self.versions(name) if v.tags.get(f"{TAG}dag_run_id") == key),
-                      key=lambda v: int(v.version))
+        same = self.versions_for_run(name, key)
         for extra in same[1:]:
             log.warning("registry: %s v%s duplicates v%s of DAG run %s (a retried request); deleting it",
                         name, extra.version, same[0].version, key)

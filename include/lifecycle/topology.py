@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lifecycle import services
+from lifecycle import db, services
 from lifecycle.paths import StatePaths
 
 DATABASES = ("airflow", "mlflow", "lifecycle")
@@ -114,10 +114,9 @@ class Topology:
     def describe(self) -> str:
         return (f"executor CeleryExecutor (broker redis://127.0.0.1:{self.redis_port}, workers: "
                 + ", ".join(f"{name.removeprefix('celery-worker-')} queue" for name in WORKERS)
-                + f"); Airflow DB {self.pg_url('airflow').replace(self.password, '***')}; MLflow server "
-                f"{self.mlflow_url} on {self.pg_url('mlflow').replace(self.password, '***')} with artifacts in "
-                f"s3://{ARTIFACT_BUCKET} at {self.s3_url}; lifecycle DB (ledger, gateway traffic) "
-                f"{self.pg_url('lifecycle').replace(self.password, '***')}")
+                + f"); Airflow DB {db.describe(self.pg_url('airflow'))}; MLflow server {self.mlflow_url} on "
+                f"{db.describe(self.pg_url('mlflow'))} with artifacts in s3://{ARTIFACT_BUCKET} at {self.s3_url}; "
+                f"lifecycle DB (ledger, gateway traffic) {db.describe(self.pg_url('lifecycle'))}")
 
 
 def _pg_bin() -> Path | None:
@@ -220,8 +219,9 @@ def start_s3(topo: Topology, paths: StatePaths) -> None:
                        log=paths.run_dir / "s3.log")
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=topo.s3_url, **{k.lower(): v for k, v in S3_KEYS.items()
-                                                         if k != "AWS_DEFAULT_REGION"}, region_name="us-east-1")
+    s3 = boto3.client("s3", endpoint_url=topo.s3_url, aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+                      region_name=S3_KEYS["AWS_DEFAULT_REGION"])
     if ARTIFACT_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
         s3.create_bucket(Bucket=ARTIFACT_BUCKET)
 
@@ -279,8 +279,6 @@ def restart_postgres(paths: StatePaths, down_seconds: float = 5.0) -> None:
     pg_bin = _pg_bin()
     assert pg_bin is not None
     start_postgres(topo, paths, pg_bin)
-
-
 
 
 def remove_cluster(paths: StatePaths) -> None:

@@ -18,6 +18,7 @@ import pytest
 from lifecycle.paths import StatePaths
 from lifecycle.services import free_port
 from lifecycle.topology import remove_cluster
+from tests.conftest import gate_days
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(2400)]
 DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(4)]
@@ -29,10 +30,8 @@ SLOW = {"batch_size": 16, "patience": 1000}
 def cluster(tmp_path_factory):
     from lifecycle import services
     from lifecycle.airflow_client import AirflowClient
-    from lifecycle.datagen import Scenario, land_batch
     from lifecycle.spec import get_spec
     from lifecycle.stack import start_stack
-    from lifecycle.validation import gate_batch
 
     state = tmp_path_factory.mktemp("faults") / "state"
     saved = {k: os.environ.get(k) for k in ("LIFECYCLE_HOME", "LIFECYCLE_DB_URL", "LIFECYCLE_TRACKING_URI")}
@@ -44,9 +43,7 @@ def cluster(tmp_path_factory):
         stack = start_stack(paths, api_port=free_port(), alerts_port=free_port(), gateway_port=free_port(),
                             time_schedules=False, with_gateway=False, preload="default")
         spec = get_spec("credit_default")
-        for day in DAYS:
-            land_batch(spec, day, Scenario.parse("stable"), paths)
-            gate_batch(spec, day, paths=paths)
+        gate_days(spec, paths, days=DAYS)
         client = AirflowClient(stack.airflow_url)
         client.wait_for_dags([f"{spec.name}__train"])
         client.unpause(f"{spec.name}__train")

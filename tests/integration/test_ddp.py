@@ -7,8 +7,7 @@ import datetime as dt
 import pytest
 
 from lifecycle import trainflow as tf
-from lifecycle.validation import gate_batch
-from tests.conftest import DAYS, land_days
+from tests.conftest import DAYS, gate_days
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +19,7 @@ def paths(tmp_path_factory, spec):
         from lifecycle.paths import StatePaths
 
         paths = StatePaths.current()
-        for day in land_days(spec, paths, days=DAYS[:4]):
-            gate_batch(spec, day, paths=paths)
+        gate_days(spec, paths)
         yield paths
 
 

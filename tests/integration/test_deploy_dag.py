@@ -14,8 +14,7 @@ from lifecycle.registry import CHAMPION, PREVIOUS, Registry
 from lifecycle.serving.app import Gateway
 from lifecycle.simulate import ClientPopulation
 from lifecycle.spec import get_spec
-from lifecycle.validation import gate_batch
-from tests.conftest import DAYS, land_days
+from tests.conftest import DAYS, gate_days
 from tests.integration.test_gateway import ADMIN, TOKEN, Server
 
 pytestmark = pytest.mark.integration
@@ -43,8 +42,7 @@ def live(tmp_path_factory, airflow_db):
 
         paths = StatePaths.current()
         spec = get_spec("credit_default")
-        for day in land_days(spec, paths, days=DAYS[:4]):
-            gate_batch(spec, day, paths=paths)
+        gate_days(spec, paths)
         registry = Registry(paths)
         for run, kwargs in (("v1", {"epochs": 8}), ("v2", {"epochs": 8, "overrides": {"seed": 7}}),
                             ("v3", {"epochs": 1, "overrides": {"learning_rate": 0.00005}})):

@@ -14,8 +14,7 @@ from lifecycle import trainflow as tf
 from lifecycle.registry import CHAMPION, Registry
 from lifecycle.services import free_port
 from lifecycle.serving.app import Gateway, create_app
-from lifecycle.validation import gate_batch
-from tests.conftest import DAYS, land_days
+from tests.conftest import DAYS, gate_days
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-admin-token"
@@ -54,8 +53,7 @@ def registry_with_two_versions(tmp_path_factory, spec):
         from lifecycle.paths import StatePaths
 
         paths = StatePaths.current()
-        for day in land_days(spec, paths, days=DAYS[:4]):
-            gate_batch(spec, day, paths=paths)
+        gate_days(spec, paths)
         registry = Registry(paths)
         for seed, run in ((1, "r1"), (2, "r2")):
             trained = tf.train_candidate(spec, DAYS[3], run, epochs=2, overrides={"seed": seed}, paths=paths)

@@ -6,17 +6,14 @@ import pytest
 from lifecycle import trainflow as tf
 from lifecycle.ledger import Ledger
 from lifecycle.registry import Registry, RegistryUnavailableError
-from tests.conftest import DAYS, land_days
+from tests.conftest import DAYS, gate_days, land_days
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def validated(spec, state):
-    from lifecycle.validation import gate_batch
-
-    for day in land_days(spec, state, days=DAYS[:4]):
-        gate_batch(spec, day, paths=state)
+    gate_days(spec, state)
     return state
 
 

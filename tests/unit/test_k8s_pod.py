@@ -14,7 +14,7 @@ import yaml
 
 from lifecycle.paths import PROJECT_ROOT, specs_dir
 from lifecycle.spec import ModelSpec, SpecError, load_spec
-from tests.conftest import DAYS, land_days
+from tests.conftest import DAYS, gate_days
 
 K8S = {
     "image": "registry.example.com/lifecycle:1.2.3",
@@ -185,10 +185,7 @@ def test_more_ddp_processes_than_pod_gpus_is_refused(tmp_path):
 
 
 def test_train_task_writes_the_result_for_the_xcom_sidecar(state, spec, tmp_path):
-    from lifecycle.validation import gate_batch
-
-    for day in land_days(spec, state, days=DAYS[:4]):
-        gate_batch(spec, day, paths=state)
+    gate_days(spec, state)
     xcom = tmp_path / "airflow" / "xcom" / "return.json"
     args = ["train-task", "--model=credit_default", f"--window-end={DAYS[3]}", "--run-id=manual__k8s_1",
             "--epochs=None", '--overrides={"epochs": 2}', "--reason=pod test", f"--xcom={xcom}"]
