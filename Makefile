@@ -10,7 +10,7 @@ venv:
 	@bash scripts/bootstrap.sh
 
 demo: venv
-	@$(PY) -m lifecycle.demo
+	@$(PY) -m lifecycle.ops.demo
 
 # Everything CI runs (.ci/run): the embedded default's suite, then the distributed topology's.
 test: venv
@@ -49,7 +49,7 @@ lock: venv
 	@bash scripts/lock.sh
 
 clean: down
-	@if [ -x $(PY) ]; then $(PY) -c 'from lifecycle import paths, topology; topology.remove_cluster(paths.StatePaths.current())'; fi
+	@if [ -x $(PY) ]; then $(PY) -c 'from lifecycle import paths; from lifecycle.ops import topology; topology.remove_cluster(paths.StatePaths.current())'; fi
 	rm -rf .lifecycle
 
 bench-drift: venv

@@ -15,8 +15,8 @@ import sys
 import time
 
 DEFAULT_PRELOAD = ("pandas", "pyarrow.parquet", "sklearn.metrics", "great_expectations", "great_expectations.expectations",
-                   "mlflow", "mlflow.pyfunc", "lifecycle.validation", "lifecycle.trainflow",
-                   "evidently", "evidently.presets", "evidently.metrics", "lifecycle.monitoring")
+                   "mlflow", "mlflow.pyfunc", "lifecycle.data.validation", "lifecycle.training.flow",
+                   "evidently", "evidently.presets", "evidently.metrics", "lifecycle.monitoring.run")
 
 
 def _preload() -> None:

@@ -50,9 +50,9 @@ def frame(rows: int, day: dt.date, scenario: str):
     """``rows`` rows with 20 feature columns: two independent draws of the generator side by side."""
     import pandas as pd
 
-    from lifecycle.datagen import Scenario, generate_batch
+    from lifecycle.data.frames import numpy_dtypes
+    from lifecycle.data.synthetic import Scenario, generate_batch
     from lifecycle.spec import get_spec
-    from lifecycle.validation import numpy_dtypes
 
     base = get_spec("credit_default")
     gen = base.data.generator.model_copy(update={"rows_per_day": rows})
@@ -79,7 +79,7 @@ def prepare() -> tuple[Path, Path, Path]:
     if not (log_root / "done").exists():
         import pandas as pd
 
-        from lifecycle.simulate import write_traffic_log
+        from lifecycle.ops.simulate import write_traffic_log
 
         t = time.perf_counter()
         cur = pd.read_parquet(cur_path)
@@ -97,7 +97,8 @@ def measure(method: str, ref_path: Path, cur_path: Path, log_root: Path) -> dict
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    from lifecycle.monitoring import compute_drift, feature_kinds, read_interval
+    from lifecycle.monitoring.drift import compute_drift, feature_kinds
+    from lifecycle.monitoring.logs import read_interval
     from lifecycle.paths import StatePaths
 
     spec = wide_spec()

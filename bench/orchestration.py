@@ -26,10 +26,10 @@ STATE = ROOT / ".lifecycle" / "bench" / "orchestration"
 os.environ["LIFECYCLE_HOME"] = str(STATE)
 sys.path.insert(0, str(ROOT / "include"))
 
-from lifecycle import services  # noqa: E402
-from lifecycle.airflow_client import AirflowClient  # noqa: E402
+from lifecycle.ops import services  # noqa: E402
+from lifecycle.ops.airflow_client import AirflowClient  # noqa: E402
+from lifecycle.ops.stack import start_stack  # noqa: E402
 from lifecycle.paths import StatePaths  # noqa: E402
-from lifecycle.stack import start_stack  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "10"))
 M = int(os.environ.get("BENCH_M", "4"))

@@ -9,7 +9,7 @@ what a training task followed by a registration task does, once:
 
 k = BENCH_K writers (default 1, 4, 16) run together on one registered model per (backend, k), fresh for each.
 Before the timed sequence every writer imports mlflow, points it at the backend the way the project does
-(``lifecycle.registry.configure_mlflow`` + ``ensure_experiment``) and reads the registered model; also untimed:
+(``lifecycle.registry.store.configure_mlflow`` + ``ensure_experiment``) and reads the registered model; also untimed:
 one ``mlflow.pyfunc.save_model`` to a temporary folder, which pays the ~2 s of CPU the first model save in a
 process spends building mlflow's module-to-package map (a real task pays it once too; timed here, it would
 measure 16 processes sharing the CPUs, not the store). Then all writers wait on one barrier and start together.
@@ -28,7 +28,7 @@ Backends (BENCH_BACKENDS, default ``sqlite,server``):
 * ``sqlite``: tracking and registry URI ``sqlite:///.../mlflow.db`` with artifacts in a local folder, as the
   embedded default uses MLflow; every writer process opens its own connections.
 * ``server``: the distributed topology's MLflow tracking server (``--workers 2``) over PostgreSQL with
-  artifacts proxied to S3 (moto's server), started by ``lifecycle.topology`` in a private state folder
+  artifacts proxied to S3 (moto's server), started by ``lifecycle.ops.topology`` in a private state folder
   (``.lifecycle/bench/registry``) on free ports; only PostgreSQL, S3 and MLflow, stopped at the end.
 
 MLflow's HTTP client retries 408/429/5xx answers and connection errors with its defaults (reported in the
@@ -57,7 +57,7 @@ for _var in ("LIFECYCLE_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_U
     os.environ.pop(_var, None)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from lifecycle import services  # noqa: E402
+from lifecycle.ops import services  # noqa: E402
 from lifecycle.paths import StatePaths  # noqa: E402
 
 KS = [int(k) for k in os.environ.get("BENCH_K", "1,4,16").split(",") if k.strip()]
@@ -104,7 +104,7 @@ def writer(i: int, home: str, tracking: str | None, model_name: str, metrics: in
         from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, Schema
 
-        from lifecycle.registry import configure_mlflow, ensure_experiment
+        from lifecycle.registry.store import configure_mlflow, ensure_experiment
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the per-call cloudpickle notice
@@ -164,7 +164,7 @@ def prepare(home: Path, tracking: str | None, model_name: str) -> None:
     """Create the experiment (and the SQLite schema) and the shared registered model, untimed, in this process."""
     import mlflow
 
-    from lifecycle.registry import configure_mlflow, ensure_experiment
+    from lifecycle.registry.store import configure_mlflow, ensure_experiment
 
     if tracking:
         os.environ["LIFECYCLE_TRACKING_URI"] = tracking
@@ -287,7 +287,7 @@ def warm_up(backend: str, home: Path, tracking: str | None) -> None:
 
 def start_server(paths: StatePaths):
     """PostgreSQL, the S3 endpoint and the MLflow server of the distributed topology, on free ports."""
-    from lifecycle import topology
+    from lifecycle.ops import topology
 
     for var in ("LIFECYCLE_PG_PORT", "LIFECYCLE_REDIS_PORT", "LIFECYCLE_S3_PORT", "LIFECYCLE_MLFLOW_PORT"):
         os.environ[var] = str(services.free_port())

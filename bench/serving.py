@@ -23,7 +23,7 @@ STATE = ROOT / ".lifecycle" / "bench" / "serving"
 os.environ["LIFECYCLE_HOME"] = str(STATE)
 os.environ.pop("LIFECYCLE_TRACKING_URI", None)
 
-from lifecycle import services  # noqa: E402
+from lifecycle.ops import services  # noqa: E402
 from lifecycle.paths import StatePaths  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -32,11 +32,12 @@ TOKEN = "bench-token"
 
 def prepare(paths: StatePaths) -> list[dict]:
     """Two registered versions trained on three validated days; returns 100 request rows."""
-    from lifecycle import trainflow as tf
-    from lifecycle.datagen import generate_batch, land_batch
-    from lifecycle.registry import CHAMPION, Registry
+    from lifecycle.data.frames import numpy_dtypes
+    from lifecycle.data.synthetic import generate_batch, land_batch
+    from lifecycle.data.validation import gate_batch
+    from lifecycle.registry.store import CHAMPION, Registry
     from lifecycle.spec import get_spec
-    from lifecycle.validation import gate_batch, numpy_dtypes
+    from lifecycle.training import flow as tf
 
     spec = get_spec("credit_default")
     days = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(3)]

@@ -39,7 +39,7 @@ def build_data_gate(spec):
         @task
         def validate(**context: Any) -> dict[str, Any]:
             """Run the GX suite on the day's batch; move it to validated/ or quarantine/."""
-            from lifecycle.validation import gate_batch
+            from lifecycle.data.validation import gate_batch
 
             day = interval_day(context, context["params"].get("day"))
             return gate_batch(spec, day, run_id=context["run_id"]).to_dict()

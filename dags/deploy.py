@@ -42,11 +42,11 @@ def build_deploy(spec):
         @task
         def prepare(**context: Any) -> dict[str, Any]:
             """Pick the challenger, check it may be deployed, load it in the gateway at weight 0."""
-            from lifecycle.deploy import DeployError, start_canary
+            from lifecycle.serving.deploy import DeployError, start_canary
 
             version = context["params"].get("version")
             if version is None:
-                from lifecycle.registry import CHALLENGER, Registry
+                from lifecycle.registry.store import CHALLENGER, Registry
 
                 mv = Registry().by_alias(spec.model_name, CHALLENGER)
                 version = mv.version if mv else None
@@ -62,7 +62,7 @@ def build_deploy(spec):
             with TaskGroup(f"step_{i}", tooltip=f"challenger at {percent}%") as group:
                 @task(task_id="shift")
                 def shift(plan: dict[str, Any], i: int = i, percent: int = percent, **context: Any) -> dict[str, Any]:
-                    from lifecycle.deploy import set_step
+                    from lifecycle.serving.deploy import set_step
 
                     return set_step(spec, plan, i, percent, gateway(), context["run_id"])
 
@@ -75,7 +75,7 @@ def build_deploy(spec):
                 def judge(plan: dict[str, Any], step: dict[str, Any], event: dict[str, Any], i: int = i,
                           **context: Any) -> str:
                     """Live SLOs of this step: go on, promote, or roll back."""
-                    from lifecycle.deploy import judge_step
+                    from lifecycle.serving.deploy import judge_step
 
                     decision = judge_step(spec, plan, step, gateway(), timed_out=bool(event.get("timed_out")))
                     context["ti"].xcom_push(key="decision", value=decision)
@@ -88,7 +88,7 @@ def build_deploy(spec):
                 def rollback(plan: dict[str, Any], i: int = i, **context: Any) -> str:
                     """Weights back to the champion, tag the version, tell ops."""
                     from lifecycle.alerts import Alert
-                    from lifecycle.deploy import rollback as do_rollback
+                    from lifecycle.serving.deploy import rollback as do_rollback
                     from lifecycle_airflow.notifiers import send_alert
 
                     decision = context["ti"].xcom_pull(task_ids=f"step_{i}.judge", key="decision")
@@ -110,7 +110,7 @@ def build_deploy(spec):
         @task
         def promote(plan: dict[str, Any], **context: Any) -> str:
             """Every step held: the challenger becomes champion, the old one stays as previous."""
-            from lifecycle.deploy import promote as do_promote
+            from lifecycle.serving.deploy import promote as do_promote
 
             reason = do_promote(spec, plan, gateway(), context["run_id"])
             print(f"promote: {reason}")

@@ -39,7 +39,7 @@ def build_monitor(spec):
             """Evidently drift report and live metrics for this data interval (idempotent per interval)."""
             from airflow.sdk.exceptions import AirflowSkipException
 
-            from lifecycle.monitoring import MonitorError, measure
+            from lifecycle.monitoring.run import MonitorError, measure
 
             start, end = context["data_interval_start"], context["data_interval_end"]
             try:
@@ -59,7 +59,8 @@ def build_monitor(spec):
         def decide(measured: dict[str, Any], **context: Any) -> dict[str, Any] | bool:
             """The monitoring policy; records and alerts drift; returns the retrain conf when it fires."""
             from lifecycle.ledger import Ledger
-            from lifecycle.monitoring import decide, history, latest_validated_day
+            from lifecycle.monitoring.policy import decide, history
+            from lifecycle.monitoring.run import latest_validated_day
             from lifecycle_airflow.notifiers import alert_ops
 
             ledger = Ledger()

@@ -32,7 +32,7 @@ def build_restore(spec):
         @task
         def restore(**context: Any) -> dict[str, Any]:
             """Verify every checksum, register as a new version, load it in the gateway with weight 0."""
-            from lifecycle.retirement import restore
+            from lifecycle.retirement.restore import restore
             from lifecycle.serving.client import GatewayError
 
             p = context["params"]

@@ -43,7 +43,7 @@ def build_retire(spec):
         @task
         def sweep() -> list[dict[str, Any]]:
             """Retention: every version the policy retires, one retire run each."""
-            from lifecycle.retirement import retention_candidates
+            from lifecycle.retirement.retire import retention_candidates
 
             due = retention_candidates(spec)
             print(f"sweep: {len(due)} version(s) due: " + "; ".join(f"v{d['version']}: {d['reason']}" for d in due)
@@ -56,7 +56,7 @@ def build_retire(spec):
         @task
         def check(**context: Any) -> dict[str, Any]:
             """Refuse the champion or a version in a canary; read the gateway's weights."""
-            from lifecycle.retirement import check
+            from lifecycle.retirement.retire import check
 
             version = str(context["params"]["version"])
             weights = gateway_client().traffic(spec.name).get("weights", {})
@@ -70,7 +70,7 @@ def build_retire(spec):
         @task
         def drain(info: dict[str, Any]) -> dict[str, Any]:
             """Move the version's weight to the champion (nothing to do if it has none)."""
-            from lifecycle.retirement import drain_weights
+            from lifecycle.retirement.retire import drain_weights
 
             version, weight = info["version"], int(info["weights"].get(info["version"], 0))
             if weight > 0:
@@ -93,8 +93,8 @@ def build_retire(spec):
             """Stage, upload with checksums, read back, then write the manifest (idempotent)."""
             from dataclasses import asdict
 
-            from lifecycle.archive import write_archive
-            from lifecycle.retirement import stage
+            from lifecycle.retirement.archive import write_archive
+            from lifecycle.retirement.staging import stage
 
             reason = context["params"]["reason"]
             with fail_fast():
@@ -108,7 +108,7 @@ def build_retire(spec):
         @task
         def verify(info: dict[str, Any], archived: dict[str, Any]) -> dict[str, Any]:
             """Read every object back and compare with the manifest before anything about the version changes."""
-            from lifecycle.archive import MANIFEST, ChecksumMismatchError, verify_archive
+            from lifecycle.retirement.archive import MANIFEST, ChecksumMismatchError, verify_archive
 
             with fail_fast():
                 manifest, digest = verify_archive(archive_store(spec), spec.name, info["version"])
@@ -120,8 +120,8 @@ def build_retire(spec):
         @task
         def finalize(info: dict[str, Any], archived: dict[str, Any], **context: Any) -> dict[str, Any]:
             """Only now: unload from the gateway, remove aliases, tag retired, delete local copies, ledger, alert."""
-            from lifecycle.archive import ArchiveResult
-            from lifecycle.retirement import finalize
+            from lifecycle.retirement.archive import ArchiveResult
+            from lifecycle.retirement.retire import finalize
             from lifecycle.serving.client import GatewayError
             from lifecycle_airflow.notifiers import alert_ops
 

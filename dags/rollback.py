@@ -25,7 +25,7 @@ def build_rollback(spec):
         @task
         def rollback_to_previous(**context: Any) -> dict[str, str]:
             from lifecycle.alerts import Alert
-            from lifecycle.deploy import manual_rollback
+            from lifecycle.serving.deploy import manual_rollback
             from lifecycle_airflow.hooks import GatewayHook
             from lifecycle_airflow.notifiers import send_alert
 

@@ -61,7 +61,7 @@ def build_train(spec):
         def plan(**context: Any) -> dict[str, Any] | bool:
             """Decide the window; skip when the last training already used exactly these batches."""
             from lifecycle.ledger import Ledger
-            from lifecycle.trainflow import effective_training, training_window
+            from lifecycle.training.flow import effective_training, training_window
 
             params = context["params"]
             with fail_fast():
@@ -100,14 +100,14 @@ def build_train(spec):
         @task
         def evaluate(trained: dict[str, Any]) -> dict[str, Any]:
             """Score candidate and champion on the same held-out rows, overall and per slice."""
-            from lifecycle.trainflow import evaluate_candidate
+            from lifecycle.training.flow import evaluate_candidate
 
             return evaluate_candidate(spec, trained)
 
         @task
         def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
             """The promotion gate: a pure function of the metrics and the spec's thresholds."""
-            from lifecycle.trainflow import gate_candidate
+            from lifecycle.training.flow import gate_candidate
 
             return gate_candidate(spec, evaluation)
 
@@ -115,7 +115,7 @@ def build_train(spec):
         def register(trained: dict[str, Any], evaluation: dict[str, Any], decision: dict[str, Any],
                      **context: Any) -> dict[str, Any]:
             """Register the version with lineage and gate tags; set champion/challenger aliases."""
-            from lifecycle.trainflow import register_candidate
+            from lifecycle.training.flow import register_candidate
 
             result = register_candidate(spec, trained, evaluation, decision, context["run_id"])
             print(f"register: {spec.model_name} v{result['version']} -> {result['status']}: {result['reason']}")

@@ -15,7 +15,7 @@ os.environ["LIFECYCLE_HOME"] = str(_SESSION / "state")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("LIFECYCLE_TRACKING_URI", None)
 
-from lifecycle.airflow_env import airflow_env, prepare_home  # noqa: E402
+from lifecycle.ops.airflow_env import airflow_env, prepare_home  # noqa: E402
 from lifecycle.paths import StatePaths  # noqa: E402
 
 _env = airflow_env(StatePaths.current())
@@ -64,7 +64,7 @@ def dagbag(airflow_db):
 
 def land_days(spec, paths: StatePaths, scenarios: dict[int, str] | None = None, days=DAYS) -> list[dt.date]:
     """Land one batch per day (index -> scenario, default stable)."""
-    from lifecycle.datagen import Scenario, land_batch
+    from lifecycle.data.synthetic import Scenario, land_batch
 
     for i, day in enumerate(days):
         land_batch(spec, day, Scenario.parse((scenarios or {}).get(i, "stable")), paths)
@@ -73,7 +73,7 @@ def land_days(spec, paths: StatePaths, scenarios: dict[int, str] | None = None, 
 
 def gate_days(spec, paths: StatePaths, days=DAYS[:4]) -> list[dt.date]:
     """Land a stable batch per day and pass it through the data gate: a window ready to train on."""
-    from lifecycle.validation import gate_batch
+    from lifecycle.data.validation import gate_batch
 
     for day in land_days(spec, paths, days=days):
         gate_batch(spec, day, paths=paths)
@@ -84,8 +84,8 @@ def register_versions(spec, paths: StatePaths, runs: dict[str, dict], *, champio
                       evaluate: bool = False):
     """Four validated days, then one registered version per ``runs`` entry (run id -> train_candidate kwargs),
     in order (v1, v2, ...); ``champion`` gets the alias; ``evaluate`` logs the offline test metrics too."""
-    from lifecycle import trainflow as tf
-    from lifecycle.registry import CHAMPION, Registry
+    from lifecycle.registry.store import CHAMPION, Registry
+    from lifecycle.training import flow as tf
 
     gate_days(spec, paths)
     registry = Registry(paths)

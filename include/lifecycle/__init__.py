@@ -1,6 +1,9 @@
-"""Model lifecycle core: plain Python, no Airflow import.
+"""Model lifecycle core: plain Python, no Airflow import, one subpackage per lifecycle stage.
 
-Everything a DAG task does is a typed function here, so the same logic runs from the CLI and the tests.
+The foundation sits at this level (``spec``, ``paths``, ``db``, ``ledger``, ``alerts``, ``cli``); the stages are
+``data`` -> ``registry`` -> ``training`` -> ``serving`` -> ``monitoring`` -> ``retirement``, each importing only the
+foundation and the stages before it; ``reporting`` and ``ops`` sit on top. ``tests/unit/test_layering.py`` enforces
+that. Everything a DAG task does is a typed function here, so the same logic runs from the CLI and the tests.
 """
 from __future__ import annotations
 

@@ -93,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
                                              "$AWS_ENDPOINT_URL, credentials from the usual AWS variables)")
     args = parser.parse_args(argv)
 
-    from lifecycle.archive import ChecksumMismatchError
     from lifecycle.paths import StatePaths
+    from lifecycle.retirement.archive import ChecksumMismatchError
     from lifecycle.spec import SpecError, get_spec, load_specs
 
     paths = StatePaths.current()
     try:
         if args.cmd == "up":
-            from lifecycle.stack import start_stack
+            from lifecycle.ops.stack import start_stack
 
             stack = start_stack(paths, api_port=args.port)
             print(f"Airflow UI: {stack.airflow_url}\ngateway: {stack.gateway_url} (admin token in "
@@ -108,30 +108,30 @@ def main(argv: list[str] | None = None) -> int:
                   "MLflow UI: " + (paths.tracking_uri if paths.tracking_uri.startswith("http") else
                                    f"mlflow ui --backend-store-uri {paths.tracking_uri}") + "\nstop with: make down")
         elif args.cmd == "down":
-            from lifecycle.services import stop_all
+            from lifecycle.ops.services import stop_all
 
             stopped = stop_all(paths)
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         elif args.cmd == "status":
-            from lifecycle.services import running
+            from lifecycle.ops.services import running
 
             print("\n".join(running(paths)) or "nothing running")
         elif args.cmd == "specs":
             for spec in load_specs():
                 print(f"ok: {spec.name} ({len(spec.data.features)} features, gate {dict(spec.gate.thresholds)})")
         elif args.cmd == "land":
-            from lifecycle.datagen import Scenario, land_batch
+            from lifecycle.data.synthetic import Scenario, land_batch
 
             print(land_batch(get_spec(args.model), args.day, Scenario.parse(args.scenario), paths))
         elif args.cmd == "validate":
-            from lifecycle.validation import gate_batch
+            from lifecycle.data.validation import gate_batch
 
             outcome = gate_batch(get_spec(args.model), args.day, paths=paths)
             print(("validated: " if outcome.passed else "QUARANTINED: ") + outcome.reason)
             print(f"report: {outcome.report_path}")
             return 0 if outcome.passed else 3
         elif args.cmd == "train":
-            from lifecycle import trainflow as tf
+            from lifecycle.training import flow as tf
 
             spec = get_spec(args.model)
             run_id = args.run_id or f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             import logging
             from pathlib import Path
 
-            from lifecycle.trainflow import run_training_task
+            from lifecycle.training.flow import run_training_task
 
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             result = run_training_task(get_spec(args.model), args.window_end, args.run_id, args.epochs,
@@ -164,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(e.public()) if args.json else
                       f"{e.at}  {e.model}  v{e.version or '-'}  {e.event:<18} {e.reason}")
         elif args.cmd == "report":
-            from lifecycle.demo import build_report
+            from lifecycle.reporting.build import build_report
 
             print(build_report(get_spec(args.model), paths, {}))
         elif args.cmd in ("verify-archive", "restore"):
-            from lifecycle.archive import open_store, verify_archive
-            from lifecycle.retirement import archive_uri, restore
+            from lifecycle.retirement.archive import open_store, verify_archive
+            from lifecycle.retirement.restore import restore
+            from lifecycle.retirement.retire import archive_uri
 
             spec = get_spec(args.model)
             store = open_store(args.archive_uri or archive_uri(spec, paths))

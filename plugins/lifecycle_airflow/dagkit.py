@@ -87,12 +87,12 @@ def fail_fast() -> Iterator[None]:
     with the same message, instead of burning retries; transient errors (I/O, an unreachable MLflow) retry."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from lifecycle.archive import ChecksumMismatchError
-    from lifecycle.deploy import DeployError
-    from lifecycle.retirement import RetireRefusedError
+    from lifecycle.retirement.archive import ChecksumMismatchError
+    from lifecycle.retirement.retire import RetireRefusedError
+    from lifecycle.serving.deploy import DeployError
     from lifecycle.spec import SpecError
-    from lifecycle.trainflow import EmptyWindowError
-    from lifecycle.training import TrainingError
+    from lifecycle.training.flow import EmptyWindowError
+    from lifecycle.training.trainer import TrainingError
 
     try:
         yield

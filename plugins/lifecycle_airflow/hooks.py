@@ -60,9 +60,9 @@ def gateway_client(conn_id: str = GatewayHook.default_conn_name) -> GatewayClien
 def archive_store(spec: Any, uri: str | None = None) -> Any:
     """The archive store for ``uri`` (default: the spec's); S3 through the amazon provider's ``S3Hook`` and the
     spec's ``aws`` connection (its ``endpoint_url`` extra points at any S3-compatible store)."""
-    from lifecycle.archive import open_store
     from lifecycle.paths import StatePaths
-    from lifecycle.retirement import archive_uri
+    from lifecycle.retirement.archive import open_store
+    from lifecycle.retirement.retire import archive_uri
 
     uri = uri or archive_uri(spec, StatePaths.current())
     client = None

@@ -36,7 +36,7 @@ class TorchTrainOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from lifecycle.spec import get_spec
-        from lifecycle.trainflow import run_training_task
+        from lifecycle.training.flow import run_training_task
         from lifecycle_airflow.dagkit import fail_fast
 
         with fail_fast():  # torchrun when training.processes > 1 (same code as `lifecycle train-task` in a pod)

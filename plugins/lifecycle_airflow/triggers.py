@@ -27,7 +27,7 @@ class CanaryStepTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         import httpx
 
-        from lifecycle.canary import enough_evidence
+        from lifecycle.serving.canary import enough_evidence
         from lifecycle.spec import CanaryPlan
         from lifecycle_airflow.hooks import GatewayHook
 

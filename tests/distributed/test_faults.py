@@ -15,9 +15,9 @@ import time
 
 import pytest
 
+from lifecycle.ops.services import free_port
+from lifecycle.ops.topology import remove_cluster
 from lifecycle.paths import StatePaths
-from lifecycle.services import free_port
-from lifecycle.topology import remove_cluster
 from tests.conftest import gate_days
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(2400)]
@@ -28,10 +28,10 @@ SLOW = {"batch_size": 16, "patience": 1000}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from lifecycle import services
-    from lifecycle.airflow_client import AirflowClient
+    from lifecycle.ops import services
+    from lifecycle.ops.airflow_client import AirflowClient
+    from lifecycle.ops.stack import start_stack
     from lifecycle.spec import get_spec
-    from lifecycle.stack import start_stack
 
     state = tmp_path_factory.mktemp("faults") / "state"
     saved = {k: os.environ.get(k) for k in ("LIFECYCLE_HOME", "LIFECYCLE_DB_URL", "LIFECYCLE_TRACKING_URI")}
@@ -90,15 +90,15 @@ def _kill_tree(name: str, paths: StatePaths) -> int:
 
 
 def _versions_of(cluster, run_id: str) -> list[str]:
-    from lifecycle.registry import Registry
+    from lifecycle.registry.store import Registry
 
     return [v.version for v in Registry(cluster["paths"]).versions(cluster["spec"].model_name)
             if v.tags.get("lifecycle.dag_run_id") == run_id]
 
 
 def test_a_worker_killed_mid_training_is_replaced_and_training_resumes(cluster):
-    from lifecycle import topology
     from lifecycle.ledger import Ledger
+    from lifecycle.ops import topology
 
     paths, run_id = cluster["paths"], "fault_worker_killed"
     _train(cluster, run_id, epochs=12, overrides=SLOW)
@@ -121,7 +121,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_training_resumes(cluster):
 
 
 def test_postgres_restarted_mid_run_the_run_still_completes(cluster):
-    from lifecycle import topology
+    from lifecycle.ops import topology
 
     run_id = "fault_postgres_restart"
     _train(cluster, run_id, epochs=6, overrides=SLOW)
@@ -133,7 +133,7 @@ def test_postgres_restarted_mid_run_the_run_still_completes(cluster):
 
 
 def test_mlflow_server_down_for_a_minute_registration_retries_without_duplicates(cluster):
-    from lifecycle import services, topology
+    from lifecycle.ops import services, topology
 
     paths, run_id = cluster["paths"], "fault_mlflow_down"
     _train(cluster, run_id, epochs=2)

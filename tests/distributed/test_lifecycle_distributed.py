@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
+from lifecycle.ops.services import free_port
+from lifecycle.ops.topology import remove_cluster
 from lifecycle.paths import PROJECT_ROOT, StatePaths
-from lifecycle.services import free_port
-from lifecycle.topology import remove_cluster
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(2400)]
 CHECKER = PROJECT_ROOT.parent / "shared" / "tools" / "check_summary.py"
@@ -23,7 +23,7 @@ CHECKER = PROJECT_ROOT.parent / "shared" / "tools" / "check_summary.py"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo with KEEP=1, so the backends can be inspected; everything is stopped afterwards."""
-    from lifecycle import services
+    from lifecycle.ops import services
 
     state = tmp_path_factory.mktemp("dist-demo") / "state"
     env = {**os.environ, "LIFECYCLE_HOME": str(state), "LIFECYCLE_TOPOLOGY": "distributed", "KEEP": "1",
@@ -35,7 +35,7 @@ def demo(tmp_path_factory):
     for key in ("LIFECYCLE_DB_URL", "LIFECYCLE_TRACKING_URI"):
         env.pop(key, None)
     try:
-        done = subprocess.run([sys.executable, "-m", "lifecycle.demo"], env=env, capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "lifecycle.ops.demo"], env=env, capture_output=True, text=True,
                               timeout=1800, cwd=PROJECT_ROOT)
         print(done.stdout[-3000:])
         yield state, done, json.loads((state / "topology.json").read_text())
@@ -94,7 +94,7 @@ def test_model_artifacts_live_in_s3_behind_the_mlflow_server(demo):
 
 
 def test_training_ran_on_the_gpu_queue_and_the_rest_on_default(demo):
-    from lifecycle.airflow_client import AirflowClient
+    from lifecycle.ops.airflow_client import AirflowClient
 
     state, _done, _topo = demo
     summary = json.loads((state / "demo" / "summary.json").read_text())

@@ -7,15 +7,15 @@ import os
 
 import pytest
 
+from lifecycle.ops.services import free_port
 from lifecycle.paths import StatePaths
-from lifecycle.services import free_port
 
 pytestmark = pytest.mark.distributed
 
 
 @pytest.fixture(scope="module")
 def pg(tmp_path_factory):
-    from lifecycle import services, topology
+    from lifecycle.ops import services, topology
 
     paths = StatePaths(tmp_path_factory.mktemp("pg") / "state")
     old = os.environ.get("LIFECYCLE_PG_PORT")

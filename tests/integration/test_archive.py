@@ -15,7 +15,12 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from lifecycle.archive import (
+from lifecycle.data.frames import numpy_dtypes
+from lifecycle.data.synthetic import generate_batch
+from lifecycle.ledger import Ledger
+from lifecycle.ops.services import free_port
+from lifecycle.registry.store import Registry
+from lifecycle.retirement.archive import (
     MANIFEST,
     ArchiveError,
     ChecksumMismatchError,
@@ -24,13 +29,10 @@ from lifecycle.archive import (
     verify_archive,
     write_archive,
 )
-from lifecycle.datagen import generate_batch
-from lifecycle.ledger import Ledger
-from lifecycle.packaging import load_model_dir
-from lifecycle.registry import Registry
-from lifecycle.retirement import RetireRefusedError, check, finalize, restore, stage
-from lifecycle.services import free_port
-from lifecycle.validation import numpy_dtypes
+from lifecycle.retirement.restore import restore
+from lifecycle.retirement.retire import RetireRefusedError, check, finalize
+from lifecycle.retirement.staging import stage
+from lifecycle.training.packaging import load_model_dir
 from tests.conftest import register_versions
 
 pytestmark = pytest.mark.integration
@@ -188,7 +190,7 @@ def test_refuses_the_champion_and_an_unknown_version(lifecycle, spec):
 
 
 def test_retention_retires_unaliased_versions_idle_for_retain_days(lifecycle, spec):
-    from lifecycle.retirement import retention_candidates
+    from lifecycle.retirement.retire import retention_candidates
     from lifecycle.serving.traffic import TrafficStore
 
     paths, _ = lifecycle

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from lifecycle import trainflow as tf
+from lifecycle.training import flow as tf
 from tests.conftest import DAYS, gate_days
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def test_a_failed_group_raises_with_the_workers_output(paths, spec):
 def test_an_interrupted_distributed_run_resumes_from_its_checkpoint(paths, spec):
     import mlflow
 
-    from lifecycle.registry import configure_mlflow
+    from lifecycle.registry.store import configure_mlflow
 
     configure_mlflow(paths)
     first = tf.train_distributed(spec, DAYS[3], "ddp_resume", 2, epochs=4, paths=paths)

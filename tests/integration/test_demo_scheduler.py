@@ -1,4 +1,4 @@
-"""The main job on the real Airflow scheduler: `python -m lifecycle.demo` in a private state folder and on
+"""The main job on the real Airflow scheduler: `python -m lifecycle.ops.demo` in a private state folder and on
 free ports, driven through the REST API, exactly as `make demo` runs it."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle.ops.services import free_port
 from lifecycle.paths import PROJECT_ROOT
-from lifecycle.services import free_port
 
 pytestmark = pytest.mark.integration
 CHECKER = PROJECT_ROOT.parent / "shared" / "tools" / "check_summary.py"
@@ -22,7 +22,7 @@ def demo(tmp_path_factory):
     state = tmp_path_factory.mktemp("demo") / "state"
     env = {**os.environ, "LIFECYCLE_HOME": str(state), "AIRFLOW_PORT": str(free_port()),
            "LIFECYCLE_ALERTS_PORT": str(free_port()), "LIFECYCLE_GATEWAY_PORT": str(free_port())}
-    done = subprocess.run([sys.executable, "-m", "lifecycle.demo"], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "lifecycle.ops.demo"], env=env, capture_output=True, text=True,
                           timeout=900, cwd=PROJECT_ROOT)
     return state, done
 

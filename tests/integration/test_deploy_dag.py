@@ -7,13 +7,13 @@ import re
 import pytest
 import yaml
 
-from lifecycle import trainflow as tf
 from lifecycle.ledger import Ledger
+from lifecycle.ops.simulate import ClientPopulation
 from lifecycle.paths import PROJECT_ROOT
-from lifecycle.registry import CHAMPION, PREVIOUS, Registry
+from lifecycle.registry.store import CHAMPION, PREVIOUS, Registry
 from lifecycle.serving.app import Gateway
-from lifecycle.simulate import ClientPopulation
 from lifecycle.spec import get_spec
+from lifecycle.training import flow as tf
 from tests.conftest import DAYS, gate_days
 from tests.integration.test_gateway import ADMIN, TOKEN, Server
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import uvicorn
 
-from lifecycle import trainflow as tf
-from lifecycle.registry import CHAMPION, Registry
-from lifecycle.services import free_port
+from lifecycle.ops.services import free_port
+from lifecycle.registry.store import CHAMPION, Registry
 from lifecycle.serving.app import Gateway, create_app
+from lifecycle.training import flow as tf
 from tests.conftest import DAYS, gate_days
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from lifecycle import services
 from lifecycle.ledger import Ledger
-from lifecycle.services import free_port
+from lifecycle.ops import services
+from lifecycle.ops.services import free_port
 from lifecycle.spec import get_spec
 from tests.integration.test_monitor_dag import champion_with_reference, traffic
 
@@ -22,9 +22,9 @@ DAG = "credit_default__monitor"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from lifecycle.airflow_client import AirflowClient
+    from lifecycle.ops.airflow_client import AirflowClient
+    from lifecycle.ops.stack import start_stack
     from lifecycle.paths import StatePaths
-    from lifecycle.stack import start_stack
 
     root = tmp_path_factory.mktemp("backfill")
     with pytest.MonkeyPatch.context() as mp:
@@ -91,7 +91,7 @@ def test_a_second_backfill_recomputes_in_place(stack):
     assert ledger.events("credit_default", "retrain_triggered") == []
     import mlflow
 
-    from lifecycle.registry import configure_mlflow
+    from lifecycle.registry.store import configure_mlflow
 
     configure_mlflow(stack["paths"])
     exp = mlflow.get_experiment_by_name("credit_default-monitoring")

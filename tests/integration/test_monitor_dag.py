@@ -12,14 +12,14 @@ import pytest
 import yaml
 
 from lifecycle.alerts import serve_receiver
-from lifecycle.datagen import Scenario, generate_batch
+from lifecycle.data.frames import numpy_dtypes
+from lifecycle.data.synthetic import Scenario, generate_batch
 from lifecycle.ledger import Ledger
-from lifecycle.packaging import load_model_dir
+from lifecycle.ops.services import free_port
+from lifecycle.ops.simulate import write_traffic_log
 from lifecycle.paths import PROJECT_ROOT
-from lifecycle.services import free_port
-from lifecycle.simulate import write_traffic_log
 from lifecycle.spec import get_spec
-from lifecycle.validation import numpy_dtypes
+from lifecycle.training.packaging import load_model_dir
 from tests.conftest import DAYS, register_versions
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from lifecycle.ledger import Ledger
+from lifecycle.ops.simulate import ClientPopulation
 from lifecycle.paths import PROJECT_ROOT
-from lifecycle.registry import Registry
+from lifecycle.registry.store import Registry
 from lifecycle.serving.app import Gateway
-from lifecycle.simulate import ClientPopulation
 from lifecycle.spec import get_spec
 from tests.conftest import register_versions
 from tests.integration.test_archive import BUCKET, S3Server

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle import trainflow as tf
 from lifecycle.ledger import Ledger
-from lifecycle.registry import Registry, RegistryUnavailableError
+from lifecycle.registry.store import Registry, RegistryUnavailableError
+from lifecycle.training import flow as tf
 from tests.conftest import DAYS, gate_days, land_days
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ def test_rerun_of_a_run_reuses_its_mlflow_run_and_version(spec, validated):
 
 
 def test_empty_window_names_the_days_and_the_quarantine(spec, state):
-    from lifecycle.validation import gate_batch
+    from lifecycle.data.validation import gate_batch
 
     land_days(spec, state, {0: "broken:nulls"}, days=DAYS[:1])
     gate_batch(spec, DAYS[0], paths=state)

@@ -7,7 +7,7 @@ import pytest
 
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
-from lifecycle.registry import Registry
+from lifecycle.registry.store import Registry
 from tests.conftest import DAYS, land_days
 
 pytestmark = pytest.mark.integration

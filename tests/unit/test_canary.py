@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle.canary import enough_evidence, judge, one_sided_worse_pvalue
+from lifecycle.serving.canary import enough_evidence, judge, one_sided_worse_pvalue
 from lifecycle.serving.traffic import TrafficError, validate_weights
 from lifecycle.spec import CanaryPlan
 

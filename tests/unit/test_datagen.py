@@ -5,7 +5,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from lifecycle.datagen import Scenario, generate_batch
+from lifecycle.data.synthetic import Scenario, generate_batch
 
 DAY = dt.date(2026, 1, 1)
 
@@ -69,7 +69,7 @@ def test_unknown_scenario_says_what_is_valid():
 def test_label_is_learnable(spec):
     from sklearn.metrics import roc_auc_score
 
-    from lifecycle.datagen import _features, default_logit
+    from lifecycle.data.synthetic import _features, default_logit
 
     rng = np.random.default_rng(0)
     f = _features(rng, 20_000, 0.0)

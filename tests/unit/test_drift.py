@@ -7,10 +7,12 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from lifecycle.datagen import Scenario, generate_batch
-from lifecycle.monitoring import compute_drift, decide, feature_kinds, full_scores, sketch
+from lifecycle.data.frames import numpy_dtypes
+from lifecycle.data.synthetic import Scenario, generate_batch
+from lifecycle.monitoring.drift import compute_drift, feature_kinds, full_scores
+from lifecycle.monitoring.policy import decide
+from lifecycle.monitoring.sketch import sketch
 from lifecycle.spec import get_spec
-from lifecycle.validation import numpy_dtypes
 
 SPEC = get_spec("credit_default")
 REF_DAY = dt.date(2026, 1, 1)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle.evaluation import Evaluation
-from lifecycle.gate import decide
 from lifecycle.spec import GatePolicy
+from lifecycle.training.evaluation import Evaluation
+from lifecycle.training.promotion import decide
 
 POLICY = GatePolicy(thresholds={"roc_auc": 0.7, "calibration_error": 0.08},
                     max_regression={"roc_auc": 0.005, "log_loss": 0.01},

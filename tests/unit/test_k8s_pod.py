@@ -210,7 +210,7 @@ def test_train_task_refuses_bad_arguments(capsys):
 def test_run_training_task_uses_torchrun_when_the_effective_processes_say_so(spec, monkeypatch):
     import datetime as dt
 
-    from lifecycle import trainflow as tf
+    from lifecycle.training import flow as tf
 
     calls = []
     monkeypatch.setattr(tf, "train_distributed", lambda *a, **k: calls.append(("ddp", a[1:], k)) or {"ddp": 1})

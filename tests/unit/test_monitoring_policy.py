@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from lifecycle.monitoring import decide
+from lifecycle.monitoring.policy import decide
 from lifecycle.spec import MonitoringPolicy
 
 NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

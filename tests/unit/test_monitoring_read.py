@@ -6,7 +6,7 @@ import datetime as dt
 
 import orjson
 
-from lifecycle.monitoring import read_interval
+from lifecycle.monitoring.logs import read_interval
 
 START = dt.datetime(2026, 2, 1, 10, tzinfo=dt.UTC)
 ROW = {"age": 40, "income": 50000.0, "debt_to_income": 0.3, "credit_utilization": 0.5, "num_open_accounts": 5,

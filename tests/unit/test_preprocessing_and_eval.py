@@ -4,17 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifecycle.evaluation import best_threshold, binary_metrics, calibration_error, evaluate
-from lifecycle.preprocessing import Preprocessor
 from lifecycle.spec import Slice
+from lifecycle.training.evaluation import best_threshold, binary_metrics, calibration_error, evaluate
+from lifecycle.training.preprocessing import Preprocessor
 
 
 @pytest.fixture
 def frame(spec):
     import datetime as dt
 
-    from lifecycle.datagen import generate_batch
-    from lifecycle.validation import numpy_dtypes
+    from lifecycle.data.frames import numpy_dtypes
+    from lifecycle.data.synthetic import generate_batch
 
     return numpy_dtypes(generate_batch(spec, dt.date(2026, 1, 1)))
 

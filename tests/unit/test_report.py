@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.ledger import Event
-from lifecycle.report import VersionInfo, render_report, write_report
+from lifecycle.reporting.html import VersionInfo, render_report, write_report
 
 MODEL = "churn"
 

@@ -5,7 +5,7 @@ import subprocess
 
 import yaml
 
-from lifecycle import stack
+from lifecycle.ops import stack
 from lifecycle.paths import PROJECT_ROOT
 
 

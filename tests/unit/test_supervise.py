@@ -11,7 +11,7 @@ import time
 def test_a_crashing_child_is_restarted_and_sigterm_stops_the_supervisor(tmp_path):
     marks = tmp_path / "starts"
     child = f"open({str(marks)!r}, 'a').write('x'); raise SystemExit(3)"
-    sup = subprocess.Popen([sys.executable, "-m", "lifecycle.supervise", "crasher", "--", sys.executable, "-c", child],
+    sup = subprocess.Popen([sys.executable, "-m", "lifecycle.ops.supervise", "crasher", "--", sys.executable, "-c", child],
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len(marks.read_text() if marks.exists() else "") < 2:
@@ -23,5 +23,5 @@ def test_a_crashing_child_is_restarted_and_sigterm_stops_the_supervisor(tmp_path
 
 
 def test_usage_error_without_a_command():
-    done = subprocess.run([sys.executable, "-m", "lifecycle.supervise", "x"], capture_output=True, text=True)
-    assert done.returncode == 1 and "usage: python -m lifecycle.supervise" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "lifecycle.ops.supervise", "x"], capture_output=True, text=True)
+    assert done.returncode == 1 and "usage: python -m lifecycle.ops.supervise" in done.stderr

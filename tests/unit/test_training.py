@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lifecycle.training import Hyper, TrainingError, latest_checkpoint, resolve_device, train
+from lifecycle.training.trainer import Hyper, TrainingError, latest_checkpoint, resolve_device, train
 
 
 def data(n=1200, seed=0):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.datagen import Scenario, land_batch
+from lifecycle.data.synthetic import Scenario, land_batch
+from lifecycle.data.validation import BatchNotFoundError, gate_batch, validated_batches
 from lifecycle.ledger import Ledger
-from lifecycle.validation import BatchNotFoundError, gate_batch, validated_batches
 
 DAY = dt.date(2026, 1, 3)
 

@@ -136,8 +136,8 @@ def default_loader(paths: StatePaths) -> Callable[[ModelSpec, str], FastScorer]:
     def load(spec: ModelSpec, version: str) -> FastScorer:
         import tempfile
 
-        from lifecycle.packaging import load_model_dir
-        from lifecycle.registry import Registry
+        from lifecycle.registry.store import Registry
+        from lifecycle.training.packaging import load_model_dir
 
         with tempfile.TemporaryDirectory() as tmp:
             return FastScorer(load_model_dir(Registry(paths).download_model(spec.model_name, version, Path(tmp))))
@@ -215,7 +215,7 @@ class Gateway:
                 rt.apply(weights)
 
     def _champion(self, spec: ModelSpec) -> str | None:
-        from lifecycle.registry import CHAMPION, Registry
+        from lifecycle.registry.store import CHAMPION, Registry
 
         mv = Registry(self.paths).by_alias(spec.model_name, CHAMPION)
         return str(mv.version) if mv else None

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from lifecycle.packaging import LoadedModel
     from lifecycle.spec import ModelSpec
+    from lifecycle.training.packaging import LoadedModel
 
 
 class RequestError(ValueError):
@@ -87,7 +87,7 @@ class Schema:
 
 
 class FastScorer:
-    """NumPy forward pass of a :class:`~lifecycle.packaging.LoadedModel` over a list of JSON rows."""
+    """NumPy forward pass of a :class:`~lifecycle.training.packaging.LoadedModel` over a list of JSON rows."""
 
     def __init__(self, model: LoadedModel) -> None:
         pre = model.preprocessor

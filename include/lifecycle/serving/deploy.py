@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
-from lifecycle.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG, Registry
+from lifecycle.registry.store import CHALLENGER, CHAMPION, PREVIOUS, TAG, Registry
 
 if TYPE_CHECKING:
     from lifecycle.serving.client import GatewayClient
@@ -65,7 +65,7 @@ def set_step(spec: ModelSpec, plan: dict[str, Any], step: int, percent: int, gat
 
 def judge_step(spec: ModelSpec, plan: dict[str, Any], step: dict[str, Any], gateway: GatewayClient,
                timed_out: bool = False) -> dict[str, Any]:
-    from lifecycle.canary import judge
+    from lifecycle.serving.canary import judge
 
     stats = gateway.stats(spec.name, step["since"])["versions"]
     empty = {"requests": 0, "errors": 0, "feedback": 0, "correct": 0}

@@ -31,7 +31,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lifecycle import db, services
+from lifecycle import db
+from lifecycle.ops import services
 from lifecycle.paths import StatePaths
 
 DATABASES = ("airflow", "mlflow", "lifecycle")

@@ -1,4 +1,4 @@
-"""Keep one service running: ``python -m lifecycle.supervise <name> -- <argv...>``.
+"""Keep one service running: ``python -m lifecycle.ops.supervise <name> -- <argv...>``.
 
 What systemd's ``Restart=always`` or compose's ``restart: unless-stopped`` do for a deployment, for the services
 the distributed topology starts on one machine: Airflow's scheduler, DAG processor and triggerer exit when
@@ -50,7 +50,7 @@ def supervise(name: str, argv: list[str], max_delay: float = 30.0) -> int:
 def main() -> None:
     args = sys.argv[1:]
     if len(args) < 3 or args[1] != "--":
-        sys.exit("usage: python -m lifecycle.supervise <name> -- <command> [args...]")
+        sys.exit("usage: python -m lifecycle.ops.supervise <name> -- <command> [args...]")
     sys.exit(supervise(args[0], args[2:]))
 
 

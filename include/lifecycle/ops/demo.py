@@ -32,11 +32,15 @@ from typing import Any
 
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
+from lifecycle.reporting.build import build_report
 from lifecycle.spec import ModelSpec, get_spec
 
 DEMO_MODEL = "credit_default"
+
 FIRST_DAY = dt.date(2026, 1, 1)
+
 DRIFT = "covariate_drift:0.5"  # week 4's applicant population: poorer, more indebted, more renters
+
 #: Week -> day offset within the week -> scenario of that day's batch.
 WEEKS = {
     1: {0: "stable", 1: "stable", 2: "stable", 3: "broken:out_of_range", 4: "stable", 5: "stable",
@@ -45,7 +49,9 @@ WEEKS = {
     3: dict.fromkeys(range(7), "stable"),
     4: {0: "stable", 1: "stable"} | dict.fromkeys(range(2, 7), DRIFT),  # the applicant population moves
 }
+
 CLIENT_RATE = 200.0  # requests per second from the simulated client population
+
 MONITOR_SECONDS = 25.0  # wall-clock length of one simulated day of live traffic in week 4
 
 
@@ -68,47 +74,8 @@ def _expect_success(client, result, paths: StatePaths) -> None:
                      f"service logs in {paths.run_dir}")
 
 
-def build_report(spec: ModelSpec, paths: StatePaths, links: dict[str, str]) -> Path:
-    """Render the model's lifecycle report from the ledger and the registry."""
-    from lifecycle.registry import Registry
-    from lifecycle.report import VersionInfo, default_report_path, write_report
-
-    registry = Registry(paths)
-    aliases: dict[str, list[str]] = {}
-    versions = []
-    try:
-        for alias, version in registry.aliases(spec.model_name).items():
-            aliases.setdefault(str(version), []).append(alias)
-        for mv in registry.versions(spec.model_name):
-            run = registry.client.get_run(mv.run_id) if mv.run_id else None
-            metrics = {k.removeprefix("test_"): v for k, v in (run.data.metrics if run else {}).items()
-                       if k.startswith("test_") and "slice." not in k}
-            versions.append(VersionInfo(str(mv.version), mv.tags.get("lifecycle.status", "?"),
-                                        aliases.get(str(mv.version), []), metrics, dict(mv.tags)))
-    except Exception as err:  # noqa: BLE001
-        say(f"report: registry not readable ({type(err).__name__}); versions omitted")
-    out = default_report_path(spec.name, paths)
-    return write_report(spec.name, Ledger(paths.ledger_db).events(spec.name), versions, out, links=links,
-                        report_dir=out.parent, readings=drift_readings(spec, paths))
-
-
-def drift_readings(spec: ModelSpec, paths: StatePaths) -> list:
-    """Every monitored interval's result (drifted or not), for the report's drift plot."""
-    from lifecycle.ledger import Event
-
-    out = []
-    for path in sorted((paths.reports / spec.name / "drift").glob("*/drift_summary.json")):
-        r = json.loads(path.read_text())
-        if r.get("scores"):
-            out.append(Event(spec.name, r["champion_version"], "monitor", r["interval"][1].replace("+00:00", "Z"),
-                             f"interval {r['interval'][0]}..{r['interval'][1]}: {r['rows']} rows, drifted: "
-                             f"{', '.join(r['drifted']) or 'none'}",
-                             {"drift_share": r["drift_share"], "threshold": spec.monitoring.drift_share}))
-    return out
-
-
 def write_summary(paths: StatePaths, *, airflow_url: str, gateway_url: str | None, report: Path) -> Path:
-    from lifecycle.registry import tracking_uri
+    from lifecycle.registry.store import tracking_uri
 
     summary: dict[str, Any] = {
         "tracking_uri": tracking_uri(paths),
@@ -137,7 +104,7 @@ def week_days(week: int) -> list[dt.date]:
 
 def gate_week(client, spec: ModelSpec, paths: StatePaths, week: int) -> None:
     """Land a week of batches and run the data gate on each day through the REST API."""
-    from lifecycle.datagen import Scenario, land_batch
+    from lifecycle.data.synthetic import Scenario, land_batch
 
     gate_id = f"{spec.name}__data_gate"
     days = week_days(week)
@@ -209,7 +176,7 @@ def monitor_week(client, spec: ModelSpec, paths: StatePaths, clients) -> str | N
     """One monitor run per simulated day of week 4, on the wall-clock window that day's traffic took.
 
     Returns the train run the monitor triggered (None if it never fired)."""
-    from lifecycle.monitoring import report_dir
+    from lifecycle.monitoring.run import report_dir
 
     monitor_id = f"{spec.name}__monitor"
     for i, day in enumerate(week_days(4)):
@@ -257,10 +224,10 @@ def retire_and_restore(client, spec: ModelSpec, paths: StatePaths, version: int)
 
 
 def run(keep: bool = False, keep_state: bool = False) -> int:
-    from lifecycle import services
-    from lifecycle.airflow_client import AirflowClient
-    from lifecycle.simulate import ClientPopulation
-    from lifecycle.stack import start_stack
+    from lifecycle.ops import services
+    from lifecycle.ops.airflow_client import AirflowClient
+    from lifecycle.ops.simulate import ClientPopulation
+    from lifecycle.ops.stack import start_stack
 
     started = time.monotonic()
     paths = StatePaths.current()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from lifecycle import services, topology
-from lifecycle.airflow_env import airflow_env, prepare_home
+from lifecycle.ops import services, topology
+from lifecycle.ops.airflow_env import airflow_env, prepare_home
 from lifecycle.paths import PROJECT_ROOT, StatePaths
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -110,7 +110,7 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
                 components: tuple[str, ...] = AIRFLOW_COMPONENTS, gateway_port: int | None = None,
                 with_gateway: bool = True, log=print) -> Stack:
     """Start every service of the embedded default and wait until Airflow answers; idempotent if running."""
-    from lifecycle.airflow_client import AirflowClient
+    from lifecycle.ops.airflow_client import AirflowClient
 
     paths = paths or StatePaths.current()
     api_port = api_port or int(os.environ.get("AIRFLOW_PORT", "8080"))
@@ -124,7 +124,7 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     token = os.environ.get("LIFECYCLE_GATEWAY_TOKEN") or paths.secret("gateway_token")
     topo = None
-    if topology.enabled(paths):  # PostgreSQL, Redis, S3, MLflow server; CeleryExecutor (see lifecycle.topology)
+    if topology.enabled(paths):  # PostgreSQL, Redis, S3, MLflow server; CeleryExecutor (see lifecycle.ops.topology)
         topo = topology.Topology.for_state(paths) if already else topology.start_backends(paths, log)
         env.update(topo.airflow_env())
         os.environ.update(topo.client_env())  # this process (the demo driver) reads the same ledger and registry

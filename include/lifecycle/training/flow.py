@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lifecycle.data.validation import validated_batches
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
-from lifecycle.registry import (
+from lifecycle.registry.store import (
     CHALLENGER,
     CHAMPION,
     TAG,
@@ -30,7 +31,6 @@ from lifecycle.registry import (
     ensure_experiment,
 )
 from lifecycle.spec import ModelSpec, TrainingConfig
-from lifecycle.validation import validated_batches
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +70,7 @@ def training_window(spec: ModelSpec, end: dt.date, paths: StatePaths | None = No
 def load_window(window: Window) -> pd.DataFrame:
     import pandas as pd
 
-    from lifecycle.validation import numpy_dtypes
+    from lifecycle.data.frames import numpy_dtypes
 
     frames = [pd.read_parquet(p) for p in window.batches]
     return numpy_dtypes(pd.concat(frames, ignore_index=True))
@@ -115,9 +115,9 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
     """
     import mlflow
 
-    from lifecycle.evaluation import best_threshold
-    from lifecycle.packaging import log_pyfunc, save_model_dir
-    from lifecycle.training import latest_checkpoint, predict_proba, train
+    from lifecycle.training.evaluation import best_threshold
+    from lifecycle.training.packaging import log_pyfunc, save_model_dir
+    from lifecycle.training.trainer import latest_checkpoint, predict_proba, train
 
     paths = paths or StatePaths.current()
     cfg = effective_training(spec, epochs, overrides)
@@ -209,7 +209,7 @@ def prepare_data(spec: ModelSpec, cfg: TrainingConfig, window: Window) -> Traini
 
     Deterministic: every DDP rank computes the same arrays on its own.
     """
-    from lifecycle.preprocessing import Preprocessor
+    from lifecycle.training.preprocessing import Preprocessor
 
     frame = load_window(window)
     if len(frame) < cfg.min_rows:
@@ -223,7 +223,7 @@ def prepare_data(spec: ModelSpec, cfg: TrainingConfig, window: Window) -> Traini
 
 
 def hyper(cfg: TrainingConfig) -> Any:
-    from lifecycle.training import Hyper
+    from lifecycle.training.trainer import Hyper
 
     return Hyper(cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.weight_decay, list(cfg.hidden_units),
                  cfg.dropout, cfg.patience, cfg.seed, cfg.device)
@@ -245,7 +245,7 @@ def train_distributed(spec: ModelSpec, end: dt.date, dag_run_id: str, processes:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-           "-m", "lifecycle.ddp", "--model", spec.name, "--end", end.isoformat(), "--run-id", dag_run_id,
+           "-m", "lifecycle.training.ddp", "--model", spec.name, "--end", end.isoformat(), "--run-id", dag_run_id,
            "--reason", reason, "--out", str(out), "--overrides", json.dumps(overrides or {})]
     if epochs:
         cmd += ["--epochs", str(epochs)]
@@ -262,8 +262,8 @@ def _log_reference(spec: ModelSpec, train_df: pd.DataFrame, pre: Any, outcome: A
     """Keep a sample of the training rows, with this model's predicted probability, as the drift reference."""
     import mlflow
 
-    from lifecycle.monitoring import PREDICTION, REFERENCE_ARTIFACT
-    from lifecycle.training import predict_proba
+    from lifecycle.registry.artifacts import PREDICTION, REFERENCE_ARTIFACT
+    from lifecycle.training.trainer import predict_proba
 
     n = min(len(train_df), spec.monitoring.reference_rows)
     sample = train_df.sample(n=n, random_state=seed).reset_index(drop=True)
@@ -291,7 +291,7 @@ def _restore_checkpoint(run_id: str, ckpt_dir: Path) -> None:
 
 def _score_version(registry: Registry, spec: ModelSpec, version: str,
                    frame: pd.DataFrame) -> tuple[np.ndarray, float]:
-    from lifecycle.packaging import load_model_dir
+    from lifecycle.training.packaging import load_model_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model_dir(registry.download_model(spec.model_name, version, Path(tmp)))
@@ -302,8 +302,8 @@ def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePat
     """Score the candidate and the serving champion on the same held-out rows, overall and per slice."""
     import mlflow
 
-    from lifecycle.evaluation import evaluate
-    from lifecycle.packaging import load_model_dir
+    from lifecycle.training.evaluation import evaluate
+    from lifecycle.training.packaging import load_model_dir
 
     paths = paths or StatePaths.current()
     registry = Registry(paths)
@@ -335,9 +335,9 @@ def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePat
 
 
 def gate_candidate(spec: ModelSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The pure gate decision, as a dict (see :func:`lifecycle.gate.decide`)."""
-    from lifecycle.evaluation import Evaluation
-    from lifecycle.gate import decide
+    """The pure gate decision, as a dict (see :func:`lifecycle.training.promotion.decide`)."""
+    from lifecycle.training.evaluation import Evaluation
+    from lifecycle.training.promotion import decide
 
     champion = Evaluation.from_dict(evaluation["champion"]) if evaluation.get("champion") else None
     decision = decide(Evaluation.from_dict(evaluation["candidate"]), champion, spec.gate)

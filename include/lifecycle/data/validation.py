@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifecycle.datagen import batch_name
+from lifecycle.data.frames import batch_name
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
 
@@ -24,13 +24,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lifecycle.spec import ModelSpec
+from lifecycle.data.frames import FLOAT_TYPES, TEXT_TYPES, numpy_dtypes
 
 log = logging.getLogger(__name__)
-
-INT_TYPES = ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64", "uint8", "uint16", "uint32",
-             "uint64", "UInt8", "UInt16", "UInt32", "UInt64"]
-FLOAT_TYPES = ["float32", "float64", "Float32", "Float64", *INT_TYPES]
-TEXT_TYPES = ["object", "string", "str", "category"]
 
 
 class BatchNotFoundError(FileNotFoundError):
@@ -152,27 +148,6 @@ def _describe_failure(result: dict[str, Any]) -> str:
     observed = res.get("observed_value")
     bounds = {k: kwargs[k] for k in ("min_value", "max_value") if k in kwargs}
     return f"{col or 'table'}: {kind} failed (observed {observed!r}, expected {bounds or kwargs})"
-
-
-def numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Plain NumPy dtypes: nullable ints become int64 (or float64 with NaN), strings become object.
-
-    GX 1.x mis-reports pandas extension dtypes (an ``Int64`` column is observed as ``int64`` and then fails
-    a type list that names ``int64``), so the gate validates what training will see: NumPy columns.
-    """
-    import pandas as pd
-
-    out = frame.copy()
-    for col in out.columns:
-        dtype = out[col].dtype
-        if isinstance(dtype, pd.api.extensions.ExtensionDtype) and not isinstance(dtype, pd.CategoricalDtype):
-            if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
-                out[col] = out[col].astype("float64" if out[col].isna().any() else dtype.numpy_dtype)
-            elif pd.api.types.is_bool_dtype(dtype):
-                out[col] = out[col].astype("object")
-            else:
-                out[col] = out[col].astype("object").where(out[col].notna(), None)
-    return out
 
 
 def validate_frame(spec: ModelSpec, frame: pd.DataFrame) -> tuple[bool, dict[str, Any], list[str]]:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from lifecycle.spec import LOWER_IS_BETTER
 
 if TYPE_CHECKING:
-    from lifecycle.evaluation import Evaluation
     from lifecycle.spec import GatePolicy
+    from lifecycle.training.evaluation import Evaluation
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ class ClientPopulation:
                          threading.Thread(target=self._feedback, daemon=True, name="back-office")]
 
     def _refill(self) -> None:
-        from lifecycle.datagen import Scenario, generate_batch
-        from lifecycle.validation import numpy_dtypes
+        from lifecycle.data.frames import numpy_dtypes
+        from lifecycle.data.synthetic import Scenario, generate_batch
 
         spec = self.spec
         with self._lock:
@@ -54,7 +54,7 @@ class ClientPopulation:
 
     def switch(self, scenario: str) -> None:
         """From now on, applicants come from ``scenario`` (e.g. ``covariate_drift:0.5``): the population moves."""
-        from lifecycle.datagen import Scenario
+        from lifecycle.data.synthetic import Scenario
 
         Scenario.parse(scenario)  # a typo fails here, not in the producer thread
         with self._lock:

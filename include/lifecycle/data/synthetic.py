@@ -20,15 +20,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lifecycle.spec import ModelSpec
+from lifecycle.data.frames import batch_name
 
 ScenarioKind = Literal["stable", "broken", "covariate_drift", "concept_drift"]
+
 BrokenKind = Literal["missing_column", "wrong_type", "out_of_range", "nulls"]
 
 HOME = ["RENT", "OWN", "MORTGAGE", "OTHER"]
+
 HOME_P = [0.38, 0.22, 0.37, 0.03]
+
 PURPOSE = ["debt_consolidation", "credit_card", "home_improvement", "car", "medical", "small_business", "other"]
+
 PURPOSE_P = [0.42, 0.2, 0.1, 0.1, 0.06, 0.04, 0.08]
+
 REGION = ["north", "south", "east", "west"]
+
 REGION_P = [0.3, 0.25, 0.25, 0.2]
 
 
@@ -176,10 +183,6 @@ def _break(frame: pd.DataFrame, spec: ModelSpec, kind: BrokenKind, rng: np.rando
     bad = rng.random(len(frame)) < 0.15
     frame.loc[bad, first.name] = -frame.loc[bad, first.name]
     return frame
-
-
-def batch_name(day: dt.date) -> str:
-    return f"{day.isoformat()}.parquet"
 
 
 def land_batch(spec: ModelSpec, day: dt.date, scenario: Scenario | None = None,

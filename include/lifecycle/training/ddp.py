@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import torch.distributed as dist
 
-    from lifecycle import trainflow as tf
     from lifecycle.spec import get_spec
-    from lifecycle.training import train
+    from lifecycle.training import flow as tf
+    from lifecycle.training.trainer import train
 
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend=backend, timeout=dt.timedelta(minutes=30))

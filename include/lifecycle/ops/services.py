@@ -48,10 +48,10 @@ def start(name: str, argv: list[str], env: dict[str, str], paths: StatePaths | N
 
     ``user``: run as that account (PostgreSQL refuses to run as root); ``stop_signal``: what ``stop`` sends
     first (PostgreSQL's fast shutdown is SIGINT: SIGTERM would wait for every client to disconnect);
-    ``supervised``: restart it whenever it exits (``lifecycle.supervise``) until it is stopped.
+    ``supervised``: restart it whenever it exits (``lifecycle.ops.supervise``) until it is stopped.
     """
     if supervised:
-        argv = [sys.executable, "-m", "lifecycle.supervise", name, "--", *argv]
+        argv = [sys.executable, "-m", "lifecycle.ops.supervise", name, "--", *argv]
     paths = paths or StatePaths.current()
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     pid_file = paths.run_dir / f"{name}.pid"

@@ -1,0 +1,156 @@
+"""Drift monitoring: one data interval of live traffic against the serving champion's reference, with Evidently.
+
+For an interval ``[start, end)`` the monitor reads the gateway's prediction log and the feedback received, and
+compares the features (and the champion's predicted probability) with the reference: a sample of the
+champion's training rows stored with the version when it was trained (``reference/reference.parquet``).
+
+The steps live in their own modules: :mod:`.logs` (reading), :mod:`.drift` and :mod:`.sketch` (Evidently),
+:mod:`.performance` (labelled outcomes), :mod:`.policy` (the decision).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lifecycle.paths import StatePaths
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lifecycle.spec import ModelSpec
+from lifecycle.monitoring.drift import compute_drift
+from lifecycle.monitoring.logs import read_interval
+from lifecycle.monitoring.performance import live_performance, offline_metrics
+from lifecycle.registry.artifacts import PREDICTION, REFERENCE_ARTIFACT
+
+log = logging.getLogger(__name__)
+
+
+class MonitorError(RuntimeError):
+    """The interval cannot be judged at all (no champion, no reference); retrying will not help."""
+
+
+# -------------------------------------------------------------------------------------------- the monitor run
+
+
+def report_dir(spec: ModelSpec, start: dt.datetime, end: dt.datetime, paths: StatePaths) -> Path:
+    """One folder per interval: a recompute (rerun, backfill) overwrites it, never adds a second one."""
+    return paths.reports / spec.name / "drift" / f"{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}"
+
+
+def load_reference(spec: ModelSpec, version: str, paths: StatePaths) -> pd.DataFrame:
+    """The reference sample stored with ``version`` at training (cached locally per version)."""
+    import pandas as pd
+
+    from lifecycle.registry.store import Registry
+
+    cache = paths.reports / spec.name / "reference" / f"v{version}.parquet"
+    if not cache.exists():
+        from mlflow.exceptions import MlflowException
+
+        registry = Registry(paths)
+        mv = registry.version(spec.model_name, version)
+        try:
+            local = registry.client.download_artifacts(mv.run_id, REFERENCE_ARTIFACT, str(cache.parent))
+        except (MlflowException, OSError) as err:
+            raise MonitorError(f"{spec.model_name} v{version} has no drift reference ({REFERENCE_ARTIFACT} in run "
+                               f"{mv.run_id}): {err}") from err
+        Path(local).replace(cache)
+    return pd.read_parquet(cache)
+
+
+def _monitoring_run(experiment_id: str, interval_key: str):
+    import mlflow
+
+    from lifecycle.registry.store import TAG
+
+    found = mlflow.MlflowClient().search_runs([experiment_id], filter_string=f"tags.`{TAG}interval` = "
+                                              f"'{interval_key}'", max_results=1)
+    return found[0] if found else None
+
+
+def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id: str = "manual",
+            paths: StatePaths | None = None) -> dict[str, Any]:
+    """Everything the policy needs about one interval; writes the report and logs to MLflow. Idempotent."""
+    import mlflow
+
+    from lifecycle.registry.store import CHAMPION, TAG, Registry, configure_mlflow, ensure_experiment
+
+    paths = paths or StatePaths.current()
+    began = time.perf_counter()
+    champion = Registry(paths).by_alias(spec.model_name, CHAMPION)
+    if champion is None:
+        raise MonitorError(f"{spec.model_name} has no champion: nothing is served, nothing to monitor")
+    version = str(champion.version)
+    interval = read_interval(spec, start, end, paths)
+    out_dir = report_dir(spec, start, end, paths)
+    result: dict[str, Any] = {
+        "model": spec.name, "interval": [start.isoformat(), end.isoformat()], "champion_version": version,
+        "rows": len(interval.frame), "labels": len(interval.labelled), "features": len(spec.data.features),
+        "drift_share": 0.0, "drifted": [], "scores": {}, "thresholds": {}, "prediction_drift": None,
+        "report": None, "uncertain": [], "sketch": {}, "versions": {},
+    }
+    if len(interval.frame):
+        result["versions"] = {str(k): int(v) for k, v in interval.frame["version"].value_counts().items()}
+    perf = live_performance(interval.labelled, version)
+    offline = offline_metrics(spec, version, paths)
+    result["performance"] = {"labels": int(perf["labels"])} | {
+        m: {"live": perf.get(m), "offline": offline.get(m)} for m in ("roc_auc", "accuracy")}
+    result["performance"]["brier"] = perf.get("brier")
+    if len(interval.frame) >= spec.monitoring.min_rows:
+        reference = load_reference(spec, version, paths)
+        current = interval.frame.copy()
+        current.loc[current["version"] != version, PREDICTION] = np.nan  # prediction drift: the champion's only
+        html = out_dir / "drift_report.html"
+        drift = compute_drift(spec, reference, current, html=html)
+        result |= {"drift_share": drift.share, "drifted": drift.drifted, "scores": drift.scores,
+                   "thresholds": drift.thresholds, "prediction_drift": drift.prediction_score,
+                   "report": str(html), "uncertain": drift.uncertain, "missing": drift.missing,
+                   "sketch": {"rows": drift.sketch_rows, "max_error": max(drift.bounds.values(), default=0.0)}}
+    result["seconds"] = round(time.perf_counter() - began, 3)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / "drift_summary.json"
+    tmp = summary_path.with_name(f".{summary_path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=float))
+    tmp.replace(summary_path)
+
+    configure_mlflow(paths)
+    exp_id = ensure_experiment(f"{spec.model_name}-monitoring", paths)
+    key = f"{start.isoformat()}/{end.isoformat()}"
+    previous = _monitoring_run(exp_id, key)
+    ctx = (mlflow.start_run(run_id=previous.info.run_id) if previous is not None
+           else mlflow.start_run(experiment_id=exp_id, run_name=f"monitor {start:%Y-%m-%d %H:%M}..{end:%H:%M}"))
+    with ctx as run:
+        mlflow.set_tags({f"{TAG}interval": key, f"{TAG}model": spec.name, f"{TAG}champion_version": version,
+                         f"{TAG}dag_run_id": dag_run_id})
+        metrics = {"rows": result["rows"], "labels": result["labels"], "drift_share": result["drift_share"],
+                   "drifted_features": len(result["drifted"])}
+        metrics |= {f"drift.{c}": s for c, s in result["scores"].items()}
+        if result["prediction_drift"] is not None:
+            metrics["prediction_drift"] = result["prediction_drift"]
+        metrics |= {f"live_{m}": v["live"] for m, v in result["performance"].items()
+                    if isinstance(v, dict) and v.get("live") is not None}
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=0)
+        mlflow.log_artifact(str(summary_path), artifact_path="drift")
+        if result["report"]:
+            mlflow.log_artifact(result["report"], artifact_path="drift")
+        result["mlflow_run_id"] = run.info.run_id
+    log.info("monitor: %s %s..%s: %d rows, %d labels, drift share %.2f (%s) in %.1fs", spec.name, start, end,
+             result["rows"], result["labels"], result["drift_share"], ", ".join(result["drifted"]) or "none",
+             result["seconds"])
+    return result
+
+
+def latest_validated_day(spec: ModelSpec, up_to: dt.date, paths: StatePaths | None = None) -> dt.date | None:
+    """The newest validated batch on or before ``up_to``: what a drift-triggered retrain trains up to."""
+    paths = paths or StatePaths.current()
+    folder = paths.validated(spec.name)
+    days = sorted(p.name.removesuffix(".parquet") for p in folder.glob("*.parquet")) if folder.exists() else []
+    days = [d for d in days if d <= up_to.isoformat()]
+    return dt.date.fromisoformat(days[-1]) if days else None

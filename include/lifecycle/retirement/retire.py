@@ -1,0 +1,141 @@
+"""Retiring a model version without ever losing it, and bringing an archived one back.
+
+The retire DAG wires these steps: :func:`check` (refuse the champion or a version in a canary) -> drain
+(gateway) -> :func:`stage` (collect everything the version is, plus its model card) -> :func:`archive.write_archive`
+-> verify -> :func:`finalize` (only now: aliases removed, tags, local artifacts, ledger). Nothing about the
+version changes before its archive is verified. :func:`restore` reads a manifest, verifies every file and
+registers the model again as a new version.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from lifecycle.ledger import Ledger
+from lifecycle.paths import StatePaths
+from lifecycle.registry.store import CHALLENGER, CHAMPION, TAG, Registry
+from lifecycle.retirement.archive import ArchiveResult
+
+if TYPE_CHECKING:
+    from lifecycle.spec import ModelSpec
+
+
+KEEP_ALIASES = (CHAMPION, CHALLENGER)
+
+
+class RetireRefusedError(ValueError):
+    """This version may not be retired (the champion, a version in a canary, unknown); retrying will not help."""
+
+
+def archive_uri(spec: ModelSpec, paths: StatePaths) -> str:
+    return spec.retirement.archive_uri or str(paths.archive)
+
+
+def check(spec: ModelSpec, version: str | int, paths: StatePaths | None = None,
+          weights: dict[str, int] | None = None) -> dict[str, Any]:
+    """Refuse, with the reason, to retire the champion, the challenger (a canary) or a version with live traffic
+    that is not the champion's to take back. Returns what the retire steps need."""
+    paths = paths or StatePaths.current()
+    registry = Registry(paths)
+    name, version = spec.model_name, str(version)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = registry.version(name, version)
+    except MlflowException as err:
+        raise RetireRefusedError(f"{name} v{version} is not in the registry: {err}") from err
+    aliases = registry.aliases(name)
+    held = sorted(a for a, v in aliases.items() if str(v) == version)
+    if CHAMPION in held:
+        raise RetireRefusedError(f"{name} v{version} is the champion: promote or roll back to another version "
+                                 "first")
+    if CHALLENGER in held:
+        raise RetireRefusedError(f"{name} v{version} is the challenger of a canary: let the deploy finish or roll "
+                                 "it back first")
+    champion = str(aliases[CHAMPION]) if CHAMPION in aliases else None
+    if (weights or {}).get(version, 0) > 0 and champion is None:
+        raise RetireRefusedError(f"{name} v{version} serves traffic and there is no champion to take it")
+    return {"model": spec.name, "registered_model": name, "version": version, "champion": champion,
+            "aliases": held, "status": mv.tags.get(f"{TAG}status", "?"), "run_id": mv.run_id,
+            "source": mv.source, "already_retired": mv.tags.get(f"{TAG}status") == "retired"}
+
+
+def drain_weights(weights: dict[str, int], version: str, champion: str) -> dict[str, int]:
+    """The weights with ``version``'s share moved to the champion."""
+    out = {v: int(w) for v, w in weights.items()}
+    moved = out.pop(version, 0)
+    out[champion] = out.get(champion, 0) + moved
+    out[version] = 0
+    return out
+
+
+def finalize(spec: ModelSpec, version: str | int, result: ArchiveResult, reason: str, run_id: str,
+             paths: StatePaths | None = None, ledger: Ledger | None = None) -> dict[str, Any]:
+    """After a verified archive: remove the version's aliases, tag it retired with the archive URI and the
+    manifest's sha256, delete its local artifacts per policy, and record ``archived`` then ``retired``."""
+    paths = paths or StatePaths.current()
+    ledger = ledger or Ledger(paths.ledger_db)
+    registry = Registry(paths)
+    name, version = spec.model_name, str(version)
+    removed = [a for a, v in registry.aliases(name).items() if str(v) == version and a not in KEEP_ALIASES]
+    for alias in removed:
+        registry.delete_alias(name, alias)
+    registry.set_tags(name, version, {f"{TAG}status": "retired", f"{TAG}archive_uri": result.uri,
+                                      f"{TAG}archive_sha256": result.manifest_sha256,
+                                      f"{TAG}retired_reason": reason[:500]})
+    deleted = []
+    if spec.retirement.delete_local_artifacts:
+        mv = registry.version(name, version)
+        for folder in (paths.checkpoints / spec.name / mv.run_id, paths.root / "archive_staging" / spec.name /
+                       f"v{version}"):
+            if folder.exists():
+                shutil.rmtree(folder)
+                deleted.append(str(folder))
+    key = f"{name}:retire:v{version}"
+    ledger.record(spec.name, "archived", f"v{version} archived to {result.uri}: {result.files} files, "
+                  f"{result.bytes} bytes, manifest sha256 {result.manifest_sha256[:16]}..., every checksum verified",
+                  version=version, run_id=run_id, key=f"{key}:archived",
+                  details={"archive_uri": result.uri, "manifest_sha256": result.manifest_sha256,
+                           "files": result.files, "bytes": result.bytes, "uploaded": result.uploaded})
+    ledger.record(spec.name, "retired", f"v{version} retired: {reason}" + (f"; aliases removed: {removed}"
+                                                                           if removed else ""),
+                  version=version, run_id=run_id, key=f"{key}:retired",
+                  details={"archive_uri": result.uri, "aliases_removed": removed, "deleted_local": deleted})
+    return {"version": version, "archive_uri": result.uri, "aliases_removed": removed, "deleted_local": deleted}
+
+
+def retention_candidates(spec: ModelSpec, paths: StatePaths | None = None,
+                         now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Versions the retention policy retires: no ``champion``/``challenger``/``previous`` alias, not retired,
+    and no traffic for ``retirement.retain_days`` (since their weight last went to 0, or since registration)."""
+    from lifecycle.serving.traffic import TrafficStore
+
+    paths = paths or StatePaths.current()
+    now = now or dt.datetime.now(dt.UTC)
+    days = spec.retirement.retain_days
+    if days <= 0:
+        return []
+    registry = Registry(paths)
+    name = spec.model_name
+    held = {str(v) for v in registry.aliases(name).values()}
+    history = TrafficStore(paths.ledger_db).history(spec.name)
+    current = TrafficStore(paths.ledger_db).weights(spec.name)
+    out = []
+    for mv in registry.versions(name):
+        version = str(mv.version)
+        if version in held or mv.tags.get(f"{TAG}status") == "retired" or current.get(version, 0) > 0:
+            continue
+        idle_since = dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.UTC)
+        served = False
+        for h in history:
+            weight = int(h.get("weights", {}).get(version, 0))
+            if weight > 0:
+                served = True
+            elif served:
+                idle_since, served = dt.datetime.fromisoformat(str(h["at"]).replace("Z", "+00:00")), False
+        if now - idle_since >= dt.timedelta(days=days):
+            out.append({"version": version, "idle_since": idle_since.isoformat(),
+                        "reason": f"retention: no traffic for {(now - idle_since).days} days (retain_days {days:g}), "
+                                  "no champion/challenger/previous alias"})
+    return out
