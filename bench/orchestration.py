@@ -11,7 +11,6 @@ Prints a table, then one JSON object as its last line.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ STATE = ROOT / ".lifecycle" / "bench" / "orchestration"
 os.environ["LIFECYCLE_HOME"] = str(STATE)
 sys.path.insert(0, str(ROOT / "include"))
 
+from lifecycle.clock import parse_utc  # noqa: E402
 from lifecycle.ops import services  # noqa: E402
 from lifecycle.ops.airflow_client import AirflowClient  # noqa: E402
 from lifecycle.ops.stack import start_stack  # noqa: E402
@@ -62,7 +62,7 @@ DAGS = textwrap.dedent(f'''
 
 
 def _ts(text: str) -> float:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return parse_utc(text).timestamp()
 
 
 def run_chain(client: AirflowClient, dag_id: str, tag: str) -> dict[str, float]:
@@ -70,8 +70,7 @@ def run_chain(client: AirflowClient, dag_id: str, tag: str) -> dict[str, float]:
     result = client.wait(dag_id, run_id, timeout=900, poll=0.5)
     if result.state != "success":
         raise SystemExit(f"{dag_id} {result.state}: {result.tasks}")
-    tis = sorted(client._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"],
-                 key=lambda t: t["task_id"])
+    tis = sorted(client.task_instances(dag_id, run_id), key=lambda t: t["task_id"])
     starts = [_ts(t["start_date"]) for t in tis]
     ends = [_ts(t["end_date"]) for t in tis]
     gaps = [s - e for s, e in zip(starts[1:], ends[:-1], strict=True)]

@@ -59,39 +59,20 @@ def build_monitor(spec):
         def decide(measured: dict[str, Any], **context: Any) -> dict[str, Any] | bool:
             """The monitoring policy; records and alerts drift; returns the retrain conf when it fires."""
             from lifecycle.ledger import Ledger
-            from lifecycle.monitoring.policy import decide, history
-            from lifecycle.monitoring.run import latest_validated_day
+            from lifecycle.monitoring.response import is_backfill
+            from lifecycle.monitoring.run import judge_interval
             from lifecycle_airflow.notifiers import alert_ops
 
             ledger = Ledger()
-            now = dt.datetime.now(dt.UTC)
-            end = context["data_interval_end"]
-            last, recent = history(ledger, spec.name, now)
-            backfill = str(context["dag_run"].run_type).lower().endswith("backfill_job") or \
-                context["run_id"].startswith("backfill__")
-            decision = decide(measured, spec.monitoring, now=now, interval_end=end, backfill=backfill,
-                              last_retrain_or_promotion=last, retrains_last_24h=recent)
-            print(f"decide: {'RETRAIN' if decision.retrain else 'drift, no retrain' if decision.drift else 'ok'}: "
-                  f"{decision.reason}")
-            if not decision.drift:
-                return False
-            version = measured["champion_version"]
-            interval = f"{measured['interval'][0]}/{measured['interval'][1]}"
-            details = {"drift_share": measured["drift_share"], "threshold": spec.monitoring.drift_share,
-                       "drifted": measured["drifted"], "scores": measured["scores"], "report": measured["report"],
-                       "interval": interval, "performance": measured["performance"], "retrain": decision.retrain}
-            fresh = ledger.record(spec.name, "drift_detected", decision.reason, version=version,
-                                  run_id=context["run_id"], key=f"{spec.name}:drift:{interval}", details=details)
-            if fresh:
-                alert_ops(spec, "drift_detected", f"drift in {interval}: share {measured['drift_share']:.2f}"
-                          + ("; retraining" if decision.retrain else "; no retrain"), version=version,
-                          reason=decision.reason, links={"report": measured["report"] or ""},
-                          key=f"{spec.name}:drift:{interval}:alert")
-            if not decision.retrain:
-                return False
-            up_to = latest_validated_day(spec, end.date())
-            return {"reason": f"drift: {decision.reason}"[:500], "report": measured["report"],
-                    "as_of": up_to.isoformat() if up_to else None, "force": False}
+            todo = judge_interval(spec, measured, ledger, now=dt.datetime.now(dt.UTC),
+                                  interval_end=context["data_interval_end"],
+                                  backfill=is_backfill(context["dag_run"].run_type, context["run_id"]))
+            print(f"decide: {todo.describe()}")
+            if todo.drift and ledger.record(spec.name, "drift_detected", todo.reason, version=todo.version,
+                                            run_id=context["run_id"], key=todo.key, details=todo.details):
+                alert_ops(spec, "drift_detected", todo.alert, version=todo.version, reason=todo.reason,
+                          links=todo.links, key=todo.alert_key)
+            return todo.conf or False
 
         trigger = TriggerDagRunOperator(
             task_id="trigger_retrain",

@@ -47,11 +47,10 @@ def build_slo_watch(spec):
 
         @task
         def alert_payload(event: dict[str, Any], **context: Any) -> dict[str, Any]:
-            versions = sorted({b.split()[0].lstrip("v") for b in event["breaches"] if b.startswith("v")})
-            return {"event": "slo_breach", "version": versions[0] if len(versions) == 1 else None,
-                    "summary": f"serving SLO breached: {event['breaches'][0]}",
-                    "reason": "; ".join(event["breaches"]),
-                    "links": {"watch_run": context["run_id"]}, "severity": "error"}
+            """The breaches as the ops alert's conf (the breached version, when there is one)."""
+            from lifecycle.serving import slo
+
+            return slo.alert_payload(slo.breaches_from_event(event), context["run_id"])
 
         page = TriggerDagRunOperator(
             task_id="page_ops",

@@ -23,7 +23,6 @@ spec it runs the same training code in a Kubernetes pod (`lifecycle train-task`)
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -61,19 +60,16 @@ def build_train(spec):
         def plan(**context: Any) -> dict[str, Any] | bool:
             """Decide the window; skip when the last training already used exactly these batches."""
             from lifecycle.ledger import Ledger
-            from lifecycle.training.flow import effective_training, training_window
+            from lifecycle.training.flow import effective_training, skip_reason, training_window, window_end
 
             params = context["params"]
             with fail_fast():
                 effective_training(spec, params.get("epochs"), params.get("overrides"))  # bad overrides: now
-                end = (dt.date.fromisoformat(params["as_of"]) if params.get("as_of")
-                       else (context["data_interval_end"] - dt.timedelta(days=1)).date())
-                window = training_window(spec, end)
-            last = Ledger().last(spec.name, "trained")
-            if (last and not params.get("force") and last.run_id != context["run_id"]
-                    and last.details.get("batches") == window.days):
-                print(f"plan: skip: v{last.version} was already trained on the same {len(window.days)} "
-                      f"validated batches ({window.start}..{window.end}); trigger with force=true to retrain")
+                window = training_window(spec, window_end(params.get("as_of"), context["data_interval_end"]))
+            skip = skip_reason(Ledger().last(spec.name, "trained"), window, context["run_id"],
+                               bool(params.get("force")))
+            if skip:
+                print(f"plan: skip: {skip}")
                 return False
             if params.get("report"):
                 print(f"plan: triggered by the drift report {params['report']}")

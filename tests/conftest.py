@@ -1,12 +1,18 @@
 """Test environment: a private Airflow home and lifecycle state per session, set before Airflow is imported."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +22,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("LIFECYCLE_TRACKING_URI", None)
 
 from lifecycle.ops.airflow_env import airflow_env, prepare_home  # noqa: E402
-from lifecycle.paths import StatePaths  # noqa: E402
+from lifecycle.paths import PROJECT_ROOT, StatePaths  # noqa: E402
 
 _env = airflow_env(StatePaths.current())
 _env["LIFECYCLE_PRELOAD"] = "none"
@@ -56,8 +62,6 @@ def airflow_db() -> Path:
 @pytest.fixture(scope="session")
 def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
-
-    from lifecycle.paths import PROJECT_ROOT
 
     return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
 
@@ -100,3 +104,166 @@ def register_versions(spec, paths: StatePaths, runs: dict[str, dict], *, champio
     if champion:
         registry.set_alias(spec.model_name, CHAMPION, champion)
     return registry
+
+
+# --------------------------------------------------------------------------------------------- live test harness
+TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+ROW = {"age": 41, "income": 52000.0, "debt_to_income": 0.31, "credit_utilization": 0.42, "num_open_accounts": 6,
+       "months_employed": 30, "loan_amount": 12000.0, "home_ownership": "RENT", "loan_purpose": "car",
+       "region": "north"}
+
+
+def states(dag_run) -> dict[str, str]:
+    """task id -> final state of every task instance of a DAG run (``dag.test()`` returns the run)."""
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+class Server:
+    """The gateway app under uvicorn on a free loopback port, in a thread (``with Server(gateway) as s``)."""
+
+    def __init__(self, gateway) -> None:
+        import uvicorn
+
+        from lifecycle.ops.services import free_port
+        from lifecycle.serving.app import create_app
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(create_app(gateway), port=self.port, log_level="warning",
+                                                    loop="asyncio", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "gateway did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+class S3Server:
+    """moto's S3 over HTTP; stop() and start() keep the objects (moto's backend lives in this process)."""
+
+    def __init__(self) -> None:
+        from lifecycle.ops.services import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test",
+                            aws_secret_access_key="test",
+                            config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2,
+                                          read_timeout=5))
+
+
+def write_spec(folder: Path, **sections: Any) -> Path:
+    """A specs folder holding credit_default.yaml with the given top-level sections replaced."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = yaml.safe_load((PROJECT_ROOT / "include/models/credit_default.yaml").read_text())
+    data.update(sections)
+    (folder / "credit_default.yaml").write_text(yaml.safe_dump(data))
+    return folder
+
+
+@contextlib.contextmanager
+def live_lifecycle(root: Path, runs: dict[str, dict], *, spec_sections: dict[str, Any] | None = None,
+                   evaluate: bool = False, serve: bool = True, loaded: dict[str, int] | None = None,
+                   client_rate: float = 0.0, feedback_delay: tuple[float, float] = (0.2, 1.0),
+                   sync_seconds: float = 0.5, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """A private lifecycle for one test module: a spec with ``spec_sections`` replaced, versions registered from
+    ``runs`` (v1 champion), the gateway over HTTP (``serve``) with ``loaded`` weights, simulated clients at
+    ``client_rate`` req/s, Airflow connections to it, and a DagBag of the project's DAGs.
+
+    Yields ``{"paths", "spec", "bag", "mp", "server", "clients", "root"}`` (server/clients None when not started).
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    from lifecycle.spec import get_spec
+
+    specs = write_spec(root / "specs", **(spec_sections or {}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIFECYCLE_HOME", str(root / "state"))
+        mp.setenv("LIFECYCLE_SPECS_DIR", str(specs))
+        for key, value in (env or {}).items():
+            mp.setenv(key, value)
+        paths = StatePaths.current()
+        spec = get_spec("credit_default")
+        register_versions(spec, paths, runs, evaluate=evaluate)
+        live: dict[str, Any] = {"paths": paths, "spec": spec, "mp": mp, "server": None, "clients": None,
+                                "root": root}
+        with contextlib.ExitStack() as stack:
+            if serve:
+                from lifecycle.serving.app import Gateway
+
+                server = stack.enter_context(Server(Gateway([spec], paths, token=TOKEN,
+                                                            sync_seconds=sync_seconds)))
+                mp.setenv("AIRFLOW_CONN_LIFECYCLE_GATEWAY", json.dumps(
+                    {"conn_type": "http", "host": "127.0.0.1", "port": server.port, "password": TOKEN}))
+                if loaded:
+                    set_traffic(server.url, loaded)
+                live["server"] = server
+                if client_rate:
+                    from lifecycle.ops.simulate import ClientPopulation
+
+                    clients = ClientPopulation(spec, server.url, rate=client_rate,
+                                               feedback_delay=feedback_delay).start()
+                    stack.callback(clients.stop)
+                    live["clients"] = clients
+            bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+            assert not bag.import_errors
+            live["bag"] = bag
+            yield live
+
+
+def set_traffic(url: str, weights: dict[str, int], model: str = "credit_default") -> dict[str, Any]:
+    """Load every named version into the gateway and set the weights (the test's own arrange step)."""
+    import httpx
+
+    with httpx.Client(base_url=url, headers=ADMIN, timeout=60) as admin:
+        for version in weights:
+            resp = admin.post(f"/admin/models/{model}/versions/{version}/load")
+            assert resp.status_code == 200, resp.text
+        resp = admin.put(f"/admin/models/{model}/traffic", json={"weights": weights, "reason": "test: arrange"})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+
+def traffic_of(url: str, model: str = "credit_default") -> dict[str, Any]:
+    import httpx
+
+    return httpx.get(f"{url}/admin/models/{model}/traffic", headers=ADMIN).json()
+
+
+SUMMARY_CHECKER = PROJECT_ROOT.parent / "shared" / "tools" / "check_summary.py"
+
+
+def check_summary(path: Path, *expect: str) -> None:
+    """The shared interface checker (``../shared/tools/check_summary.py``, beside the repo in CI and in sessions)
+    on a demo summary; skips, visibly, where the checker is absent rather than passing without checking."""
+    if not SUMMARY_CHECKER.exists():
+        pytest.skip(f"the shared summary checker is not at {SUMMARY_CHECKER}")
+    args = ["--expect", *expect] if expect else []
+    done = subprocess.run([sys.executable, str(SUMMARY_CHECKER), str(path), *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,9 +1,10 @@
 """Model lifecycle core: plain Python, no Airflow import, one subpackage per lifecycle stage.
 
-The foundation sits at this level (``spec``, ``paths``, ``db``, ``ledger``, ``alerts``, ``cli``); the stages are
-``data`` -> ``registry`` -> ``training`` -> ``serving`` -> ``monitoring`` -> ``retirement``, each importing only the
-foundation and the stages before it; ``reporting`` and ``ops`` sit on top. ``tests/unit/test_layering.py`` enforces
-that. Everything a DAG task does is a typed function here, so the same logic runs from the CLI and the tests.
+The foundation sits at this level (``spec``, ``paths``, ``db``, ``ledger``, ``errors``, ``alerts``, ``cli``); the
+stages are ``data`` -> ``registry`` -> ``training`` -> ``serving`` -> ``monitoring`` -> ``retirement``, each importing
+only the foundation and the stages before it; ``reporting`` and ``ops`` sit on top. ``tests/unit/test_layering.py``
+enforces that. Everything a DAG task does is a typed function here, so the same logic runs from the CLI and the
+tests; errors are typed too (:mod:`lifecycle.errors`: each kind carries its HTTP status).
 """
 from __future__ import annotations
 

@@ -151,10 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                                        args.overrides, args.reason, paths=paths)
             text = json.dumps(result)
             if args.xcom:
-                out = Path(args.xcom)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.with_suffix(".tmp").write_text(text)
-                out.with_suffix(".tmp").replace(out)
+                from lifecycle.fileio import atomic_write
+
+                atomic_write(Path(args.xcom), text)
             print(text)
         elif args.cmd == "ledger":
             from lifecycle.ledger import Ledger

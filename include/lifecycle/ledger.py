@@ -6,12 +6,12 @@ data interval then records nothing new instead of a duplicate.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from lifecycle import db
+from lifecycle.clock import utcnow_iso  # defined there; still importable from here
 from lifecycle.paths import StatePaths
 
 EVENTS = (
@@ -62,10 +62,6 @@ class Event:
         """The summary.json shape: model, version, event, at (ISO 8601 UTC), reason."""
         return {"model": self.model, "version": self.version, "event": self.event, "at": self.at,
                 "reason": self.reason}
-
-
-def utcnow_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Ledger:

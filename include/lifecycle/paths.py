@@ -75,15 +75,24 @@ class StatePaths:
         return self.root / "run"
 
     def secret(self, name: str) -> str:
-        """A random secret kept in ``secrets/<name>`` (created once, mode 0600, never in the repo)."""
+        """A random secret kept in ``secrets/<name>`` (created once, mode 0600, never in the repo).
+
+        Created with :func:`lifecycle.fileio.atomic_write` (mode 0600 from the start, ``replace=False``): the file
+        is never seen empty or half written, and of processes starting at once exactly one creates it and all
+        read that one. An empty file (left by a crash of an older, non-atomic version) is replaced.
+        """
+        import contextlib
         import secrets
 
+        from lifecycle.fileio import atomic_write
+
         path = self.root / "secrets" / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        value = path.read_text().strip() if path.exists() else ""
+        if not value:
+            with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
+                atomic_write(path, secrets.token_urlsafe(32), mode=0o600, replace=path.exists())
+            value = path.read_text().strip()
+        return value
 
     def landing(self, model: str) -> Path:
         return self.root / "data" / model / "landing"

@@ -75,8 +75,9 @@ class CanaryWatchOperator(BaseOperator):
 
 
 class GatewaySLOSensor(BaseOperator):
-    """Deferrable sensor on the gateway's live metrics: succeeds (returning the breach) when a version of
-    ``model`` breaches the serving SLO within ``watch_seconds``; skips when the window passes cleanly.
+    """Deferrable sensor on the gateway's live metrics: succeeds (returning the trigger's event, its
+    ``breaches`` as ``lifecycle.serving.slo.Breach`` dicts) when a version of ``model`` breaches the serving SLO
+    within ``watch_seconds``; skips when the window passes cleanly.
 
     Waits in the triggerer (:class:`GatewaySLOTrigger`), holding no worker slot.
     """
@@ -105,9 +106,11 @@ class GatewaySLOSensor(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from lifecycle.serving.slo import breaches_from_event
+
         if not event.get("breached"):
             raise AirflowSkipException(f"slo watch: no breach in {float(self.watch_seconds):.0f}s")
-        self.log.warning("slo watch: BREACH: %s", "; ".join(event["breaches"]))
+        self.log.warning("slo watch: BREACH: %s", "; ".join(map(str, breaches_from_event(event))))
         return event
 
 

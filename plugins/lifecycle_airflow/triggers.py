@@ -1,4 +1,6 @@
-"""Trigger that watches a canary step on the gateway without holding a worker slot."""
+"""Triggers that wait on the gateway without holding a worker slot: a canary step's evidence, the serving SLO,
+a drained version going quiet. They only poll; what counts as enough evidence or a breach is the core's
+(:mod:`lifecycle.serving.canary`, :mod:`lifecycle.serving.slo`)."""
 from __future__ import annotations
 
 import asyncio
@@ -58,23 +60,12 @@ class CanaryStepTrigger(BaseTrigger):
 UNREACHABLE_POLLS = 3
 
 
-def slo_breaches(stats: dict[str, Any], slo: dict[str, Any]) -> list[str]:
-    """Versions breaching the serving SLO in a stats window, one line each (empty: all within it)."""
-    out = []
-    for version, s in sorted(stats.get("versions", {}).items()):
-        n = int(s.get("requests") or 0)
-        if n < slo["min_requests"]:
-            continue
-        rate = (s.get("errors") or 0) / n
-        if rate > slo["max_error_rate"]:
-            out.append(f"v{version} error rate {rate:.3f} > {slo['max_error_rate']:.3f} over {n} requests")
-        if s.get("p99_ms") is not None and s["p99_ms"] > slo["max_p99_ms"]:
-            out.append(f"v{version} p99 {s['p99_ms']:.1f} ms > {slo['max_p99_ms']:.1f} ms over {n} requests")
-    return out
-
-
 class GatewaySLOTrigger(BaseTrigger):
-    """Polls the gateway's live metrics for one model until a version breaches the SLO, or ``until`` passes."""
+    """Polls the gateway's live metrics for one model until a version breaches the SLO, or ``until`` passes.
+
+    The judgement is :func:`lifecycle.serving.slo.slo_breaches`; the event carries the breaches as dicts
+    (``Breach.as_dict``; read back with ``breaches_from_event``) so it stays JSON.
+    """
 
     def __init__(self, *, model: str, slo: dict[str, Any], until: float,
                  gateway_conn_id: str = "lifecycle_gateway") -> None:
@@ -89,6 +80,7 @@ class GatewaySLOTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         import httpx
 
+        from lifecycle.serving.slo import slo_breaches, unreachable_breach
         from lifecycle_airflow.hooks import GatewayHook
 
         url, headers = await GatewayHook.astats_endpoint(self.gateway_conn_id, self.model)
@@ -103,14 +95,16 @@ class GatewaySLOTrigger(BaseTrigger):
                     unreachable = 0
                     breaches = slo_breaches(stats, self.slo)
                     if breaches:
-                        yield TriggerEvent({"breached": True, "breaches": breaches, "stats": stats, "at": now})
+                        yield TriggerEvent({"breached": True, "breaches": [b.as_dict() for b in breaches],
+                                            "stats": stats, "at": now})
                         return
                 except httpx.HTTPError as err:
                     unreachable += 1
                     self.log.warning("slo watch: gateway unreachable (%s), %d polls in a row", err, unreachable)
                     if unreachable >= UNREACHABLE_POLLS:  # a gateway that does not answer fails every request
+                        breach = unreachable_breach(unreachable, UNREACHABLE_POLLS, err)
                         yield TriggerEvent({"breached": True, "at": now, "stats": {},
-                                            "breaches": [f"gateway unreachable for {unreachable} polls: {err}"]})
+                                            "breaches": [breach.as_dict()]})
                         return
                 if now >= self.until:
                     yield TriggerEvent({"breached": False, "at": now, "unreachable_polls": unreachable})

@@ -20,7 +20,7 @@ from lifecycle.ops.topology import remove_cluster
 from lifecycle.paths import StatePaths
 from tests.conftest import gate_days
 
-pytestmark = [pytest.mark.distributed, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.timeout(2400)]
 DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(4)]
 #: A training run long enough to be interrupted: small batches, no early stop.
 SLOW = {"batch_size": 16, "patience": 1000}
@@ -123,13 +123,34 @@ def test_a_worker_killed_mid_training_is_replaced_and_training_resumes(cluster):
 def test_postgres_restarted_mid_run_the_run_still_completes(cluster):
     from lifecycle.ops import topology
 
-    run_id = "fault_postgres_restart"
+    paths, run_id = cluster["paths"], "fault_postgres_restart"
     _train(cluster, run_id, epochs=6, overrides=SLOW)
     _wait_task(cluster, run_id, "train")
-    topology.restart_postgres(cluster["paths"], down_seconds=5)
+    restarts_before = _supervisor_restarts(paths)
+    fault_at = time.time()
+    topology.restart_postgres(paths, down_seconds=5)
     result = cluster["client"].wait(f"{cluster['spec'].name}__train", run_id, timeout=900)
     assert result.state == "success", result.tasks
     assert len(_versions_of(cluster, run_id)) == 1
+    # The fault hit: the server that answers now started after the fault, and Airflow components lost it
+    # (they exit without their DB, and their supervisor brought them back).
+    assert _postmaster_started(paths) > fault_at
+    assert _supervisor_restarts(paths) > restarts_before
+
+
+def _postmaster_started(paths: StatePaths) -> float:
+    import psycopg2
+
+    from lifecycle.ops import topology
+
+    with psycopg2.connect(topology.Topology.for_state(paths).pg_url("lifecycle")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT extract(epoch FROM pg_postmaster_start_time())")
+        return float(cur.fetchone()[0])
+
+
+def _supervisor_restarts(paths: StatePaths) -> int:
+    """How many times a supervisor restarted a service that exited, from the services' logs."""
+    return sum(log.read_text(errors="replace").count("; restarting in ") for log in paths.run_dir.glob("*.log"))
 
 
 def test_mlflow_server_down_for_a_minute_registration_retries_without_duplicates(cluster):
@@ -139,7 +160,7 @@ def test_mlflow_server_down_for_a_minute_registration_retries_without_duplicates
     _train(cluster, run_id, epochs=2)
     _wait_task(cluster, run_id, "gate", states=("success",))
     services.stop("mlflow-server", paths)
-    stopped = time.monotonic()
+    stopped, stopped_at = time.monotonic(), time.time()
     try:
         ti = _wait_task(cluster, run_id, "register", states=("running", "up_for_retry", "failed"), timeout=120)
         print(f"register is {ti['state']} with the MLflow server down")
@@ -148,4 +169,10 @@ def test_mlflow_server_down_for_a_minute_registration_retries_without_duplicates
         topology.start_mlflow(topology.Topology.for_state(paths), paths)
     result = cluster["client"].wait(f"{cluster['spec'].name}__train", run_id, timeout=900)
     assert result.state == "success", result.tasks
-    assert len(_versions_of(cluster, run_id)) == 1
+    [version] = _versions_of(cluster, run_id)
+    # The fault hit the registration: register was in flight during the outage, and the version exists only
+    # from after the server came back.
+    from lifecycle.registry.store import Registry
+
+    created = Registry(paths).version(cluster["spec"].model_name, version).creation_timestamp / 1000
+    assert created >= stopped_at + 59, (created, stopped_at)

@@ -10,7 +10,7 @@ import pytest
 from lifecycle.ops.services import free_port
 from lifecycle.paths import StatePaths
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

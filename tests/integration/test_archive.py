@@ -9,16 +9,12 @@ import json
 import tempfile
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
-from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from lifecycle.data.frames import numpy_dtypes
 from lifecycle.data.synthetic import generate_batch
 from lifecycle.ledger import Ledger
-from lifecycle.ops.services import free_port
 from lifecycle.registry.store import Registry
 from lifecycle.retirement.archive import (
     MANIFEST,
@@ -33,32 +29,10 @@ from lifecycle.retirement.restore import restore
 from lifecycle.retirement.retire import RetireRefusedError, check, finalize
 from lifecycle.retirement.staging import stage
 from lifecycle.training.packaging import load_model_dir
-from tests.conftest import register_versions
+from tests.conftest import S3Server, register_versions
 
 pytestmark = pytest.mark.integration
 BUCKET = "lifecycle-archive"
-
-
-class S3Server:
-    """moto's S3 over HTTP; stop() and start() keep the objects (moto's backend lives in this process)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = None
-
-    def start(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def client(self):
-        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test",
-                            aws_secret_access_key="test",
-                            config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2,
-                                          read_timeout=5))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from lifecycle.training import flow as tf
 from tests.conftest import DAYS, gate_days
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -8,43 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 
-from lifecycle.ops.services import free_port
 from lifecycle.registry.store import CHAMPION, Registry
-from lifecycle.serving.app import Gateway, create_app
+from lifecycle.serving.app import Gateway
 from lifecycle.training import flow as tf
-from tests.conftest import DAYS, gate_days
+from tests.conftest import ADMIN, DAYS, ROW, TOKEN, Server, gate_days
 
 pytestmark = pytest.mark.integration
-TOKEN = "test-admin-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-ROW = {"age": 41, "income": 52000.0, "debt_to_income": 0.31, "credit_utilization": 0.42, "num_open_accounts": 6,
-       "months_employed": 30, "loan_amount": 12000.0, "home_ownership": "RENT", "loan_purpose": "car",
-       "region": "north"}
-
-
-class Server:
-    def __init__(self, gateway: Gateway) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(gateway), port=self.port, log_level="warning",
-                                                    loop="asyncio", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.server.started, "gateway did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def registry_with_two_versions(tmp_path_factory, spec):
     """v1 (champion) and v2, trained briefly on four validated days."""

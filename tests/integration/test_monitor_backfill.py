@@ -15,7 +15,7 @@ from lifecycle.ops.services import free_port
 from lifecycle.spec import get_spec
 from tests.integration.test_monitor_dag import champion_with_reference, traffic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 HOUR = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
 DAG = "credit_default__monitor"
 
@@ -58,8 +58,8 @@ def backfill(stack, *extra: str) -> list[dict]:
     client = stack["client"]
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        runs = client._req("GET", f"/dags/{DAG}/dagRuns", params={"limit": 50})["dag_runs"]
-        backfills = client._req("GET", "/backfills", params={"dag_id": DAG})["backfills"]
+        runs = client.dag_runs(DAG, limit=50)
+        backfills = client.backfills(DAG)
         if len(runs) >= 3 and all(r["state"] in ("success", "failed") for r in runs) \
                 and all(b["completed_at"] for b in backfills):  # one backfill per DAG at a time
             return runs

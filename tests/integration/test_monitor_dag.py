@@ -18,62 +18,56 @@ from lifecycle.ledger import Ledger
 from lifecycle.ops.services import free_port
 from lifecycle.ops.simulate import write_traffic_log
 from lifecycle.paths import PROJECT_ROOT
-from lifecycle.spec import get_spec
 from lifecycle.training.packaging import load_model_dir
-from tests.conftest import DAYS, register_versions
+from tests.conftest import DAYS, ROW, TOKEN, Server, live_lifecycle, register_versions, states
 
 pytestmark = pytest.mark.integration
 HOUR = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
 def alert_conn(port: int) -> str:
     return json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port})
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, airflow_db):
-    """Champion v1 (with its drift reference) and gateway-format traffic logs for four recent hours."""
-    root = tmp_path_factory.mktemp("monitor")
-    specs = root / "specs"
-    specs.mkdir()
+def monitor_sections() -> dict:
+
     data = yaml.safe_load((PROJECT_ROOT / "include/models/credit_default.yaml").read_text())
     data["monitoring"]["cooldown_minutes"] = 30
     # An SLO no real gateway meets (p99 under a microsecond), so any 20 requests in a minute breach it.
     data["serving"]["slo"] = {"max_error_rate": 0.02, "max_p99_ms": 0.001, "window_seconds": 60, "min_requests": 20,
                               "poll_seconds": 0.5}
-    (specs / "credit_default.yaml").write_text(yaml.safe_dump(data))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LIFECYCLE_HOME", str(root / "state"))
-        mp.setenv("LIFECYCLE_SPECS_DIR", str(specs))
-        from lifecycle.paths import StatePaths
+    return {"monitoring": data["monitoring"], "serving": data["serving"]}
 
-        paths = StatePaths.current()
-        spec = get_spec("credit_default")
-        model = champion_with_reference(spec, paths)
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, airflow_db):
+    """Champion v1 (with its drift reference) and gateway-format traffic logs for four recent hours."""
+    root = tmp_path_factory.mktemp("monitor")
+    received = root / "alerts.jsonl"
+    receiver = serve_receiver(received)
+    with live_lifecycle(root, {"monitor_v1": {"epochs": 4}}, spec_sections=monitor_sections(), evaluate=True,
+                        serve=False, env={"AIRFLOW_CONN_LIFECYCLE_ALERTS": alert_conn(receiver.server_address[1])}
+                        ) as live:
+        spec, paths = live["spec"], live["paths"]
+        model = champion_model(spec, paths)
         # The three hours before this one: stable, drifted, drifted (the last falls in the cooldown).
         traffic(spec, paths, model, {HOUR - dt.timedelta(hours=2): "stable", HOUR - dt.timedelta(hours=1):
                                      "covariate_drift:0.5", HOUR: "covariate_drift:0.5"})
-        received = root / "alerts.jsonl"
-        receiver = serve_receiver(received)
-        mp.setenv("AIRFLOW_CONN_LIFECYCLE_ALERTS", alert_conn(receiver.server_address[1]))
-        from airflow.dag_processing.dagbag import DagBag
+        yield {**live, "received": received, "receiver_port": receiver.server_address[1], "ran": set()}
+    receiver.shutdown()
 
-        bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-        assert not bag.import_errors
-        yield {"paths": paths, "bag": bag, "spec": spec, "received": received, "mp": mp,
-               "receiver_port": receiver.server_address[1]}
-        receiver.shutdown()
+
+def champion_model(spec, paths):
+    from lifecycle.registry.store import Registry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_model_dir(Registry(paths).download_model(spec.model_name, "1", Path(tmp)))
 
 
 def champion_with_reference(spec, paths):
     """v1 trained briefly on four validated days, champion, with its drift reference and offline metrics."""
-    registry = register_versions(spec, paths, {"monitor_v1": {"epochs": 4}}, evaluate=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        return load_model_dir(registry.download_model(spec.model_name, "1", Path(tmp)))
+    register_versions(spec, paths, {"monitor_v1": {"epochs": 4}}, evaluate=True)
+    return champion_model(spec, paths)
 
 
 def traffic(spec, paths, model, hours: dict[dt.datetime, str]) -> None:
@@ -86,7 +80,15 @@ def traffic(spec, paths, model, hours: dict[dt.datetime, str]) -> None:
 
 def run_hour(env, hours_ago: int):
     """Run the monitor for the hourly interval ending ``hours_ago - 1`` hours before this hour."""
+    env["ran"].add(hours_ago)
     return env["bag"].get_dag("credit_default__monitor").test(logical_date=HOUR - dt.timedelta(hours=hours_ago - 1))
+
+
+def ensure_ran(env, *hours_ago: int) -> None:
+    """Arrange: the intervals a test builds on have been monitored (by an earlier test or now)."""
+    for hours in hours_ago:
+        if hours not in env["ran"]:
+            assert str(run_hour(env, hours).state) == "success"
 
 
 def alerts(env) -> list[dict]:
@@ -128,6 +130,7 @@ def test_drifted_interval_triggers_the_train_dag_with_reason_and_report(env):
 
 
 def test_cooldown_and_a_dead_receiver_do_not_fail_the_dag(env):
+    ensure_ran(env, 2)  # the drifted interval that triggered retraining, an hour before this one
     env["mp"].setenv("AIRFLOW_CONN_LIFECYCLE_ALERTS", alert_conn(free_port()))  # nothing listens there
     sent_before = len(Ledger(env["paths"].ledger_db).events("credit_default", "alert_sent"))
     run = run_hour(env, 1)
@@ -141,6 +144,7 @@ def test_cooldown_and_a_dead_receiver_do_not_fail_the_dag(env):
 
 
 def test_recomputing_an_interval_overwrites_its_report(env):
+    ensure_ran(env, 3, 2, 1)
     folder = env["paths"].reports / "credit_default" / "drift"
     before = sorted(p.name for p in folder.iterdir())
     run = run_hour(env, 3)
@@ -158,7 +162,6 @@ def test_slo_watch_pages_ops_through_the_alert_dag_on_a_breach(env):
     from airflow.models.dagrun import DagRun
 
     from lifecycle.serving.app import Gateway
-    from tests.integration.test_gateway import ROW, TOKEN, Server
 
     env["mp"].setenv("AIRFLOW_CONN_LIFECYCLE_ALERTS", alert_conn(env["receiver_port"]))
     watch = env["bag"].get_dag("credit_default__slo_watch")

@@ -4,70 +4,45 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
-import yaml
 
 from lifecycle.ledger import Ledger
-from lifecycle.ops.simulate import ClientPopulation
-from lifecycle.paths import PROJECT_ROOT
 from lifecycle.registry.store import Registry
-from lifecycle.serving.app import Gateway
-from lifecycle.spec import get_spec
-from tests.conftest import register_versions
-from tests.integration.test_archive import BUCKET, S3Server
-from tests.integration.test_gateway import ADMIN, TOKEN, Server
+from tests.conftest import S3Server, live_lifecycle, states, traffic_of
+from tests.integration.test_archive import BUCKET
 
 pytestmark = pytest.mark.integration
 
 
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, airflow_db):
-    root = tmp_path_factory.mktemp("retire")
-    specs = root / "specs"
-    specs.mkdir()
-    data = yaml.safe_load((PROJECT_ROOT / "include/models/credit_default.yaml").read_text())
-    data["retirement"] = {"archive_uri": f"s3://{BUCKET}/models", "quiet_seconds": 2, "max_drain_seconds": 60}
-    (specs / "credit_default.yaml").write_text(yaml.safe_dump(data))
+    """v1 champion at 80%, v2 at 20% with 100 req/s of clients; archives to moto's S3 over HTTP."""
     s3 = S3Server()
     s3.start()
     s3.client().create_bucket(Bucket=BUCKET)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LIFECYCLE_HOME", str(root / "state"))
-        mp.setenv("LIFECYCLE_SPECS_DIR", str(specs))
-        mp.setenv("AIRFLOW_CONN_LIFECYCLE_ARCHIVE", json.dumps(
-            {"conn_type": "aws", "login": "test", "password": "test",
-             "extra": {"endpoint_url": s3.url, "region_name": "us-east-1"}}))
-        from lifecycle.paths import StatePaths
-
-        paths = StatePaths.current()
-        spec = get_spec("credit_default")
-        register_versions(spec, paths, {"r1": {"epochs": 2, "overrides": {"seed": 1}},
-                                        "r2": {"epochs": 2, "overrides": {"seed": 2}}})
-        with Server(Gateway([spec], paths, token=TOKEN, sync_seconds=0.3)) as server:
-            mp.setenv("AIRFLOW_CONN_LIFECYCLE_GATEWAY", json.dumps(
-                {"conn_type": "http", "host": "127.0.0.1", "port": server.port, "password": TOKEN}))
-            with httpx.Client(base_url=server.url, headers=ADMIN, timeout=60) as admin:
-                assert admin.post("/admin/models/credit_default/versions/2/load").status_code == 200
-                assert admin.put("/admin/models/credit_default/traffic",
-                                 json={"weights": {"1": 80, "2": 20}, "reason": "test"}).status_code == 200
-            clients = ClientPopulation(spec, server.url, rate=100, feedback_delay=(0.2, 0.5)).start()
-            from airflow.dag_processing.dagbag import DagBag
-
-            bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-            assert not bag.import_errors
-            yield {"paths": paths, "server": server, "bag": bag, "spec": spec, "clients": clients, "s3": s3}
-            stats = clients.stop()
+    archive_conn = json.dumps({"conn_type": "aws", "login": "test", "password": "test",
+                               "extra": {"endpoint_url": s3.url, "region_name": "us-east-1"}})
+    runs = {"r1": {"epochs": 2, "overrides": {"seed": 1}}, "r2": {"epochs": 2, "overrides": {"seed": 2}}}
+    retirement = {"archive_uri": f"s3://{BUCKET}/models", "quiet_seconds": 2, "max_drain_seconds": 60}
+    with live_lifecycle(tmp_path_factory.mktemp("retire"), runs, spec_sections={"retirement": retirement},
+                        loaded={"1": 80, "2": 20}, client_rate=100, feedback_delay=(0.2, 0.5), sync_seconds=0.3,
+                        env={"AIRFLOW_CONN_LIFECYCLE_ARCHIVE": archive_conn}) as live:
+        yield {**live, "s3": s3}
+        stats = live["clients"].stop()
     s3.stop()
     assert stats["failed"] == 0, stats  # nobody saw an error while a serving version was retired
 
 
 def traffic(live) -> dict:
-    return httpx.get(f"{live['server'].url}/admin/models/credit_default/traffic", headers=ADMIN).json()
+    return traffic_of(live["server"].url)
+
+
+def ensure_retired(live, version: str = "2") -> None:
+    """Arrange: ``version`` has been retired (by an earlier test, or now), so a test can build on its archive."""
+    if Registry(live["paths"]).version("credit_default", version).tags.get("lifecycle.status") != "retired":
+        run = live["bag"].get_dag("credit_default__retire").test(run_conf={"version": int(version),
+                                                                           "reason": "test: arrange"})
+        assert str(run.state) == "success", states(run)
 
 
 def test_retiring_the_champion_is_refused_and_changes_nothing(live):
@@ -95,6 +70,7 @@ def test_retire_drains_archives_verifies_then_retires(live):
 
 
 def test_a_second_run_verifies_and_finishes_without_uploading(live):
+    ensure_retired(live)
     run = live["bag"].get_dag("credit_default__retire").test(run_conf={"version": 2, "reason": "test: again"})
     assert str(run.state) == "success", states(run)
     ledger = Ledger(live["paths"].ledger_db)
@@ -102,6 +78,7 @@ def test_a_second_run_verifies_and_finishes_without_uploading(live):
 
 
 def test_restore_registers_a_new_version_loaded_with_weight_zero(live):
+    ensure_retired(live)
     run = live["bag"].get_dag("credit_default__restore").test(run_conf={"version": 2})
     assert str(run.state) == "success", states(run)
     mv = Registry(live["paths"]).version("credit_default", "3")

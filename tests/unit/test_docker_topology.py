@@ -337,9 +337,9 @@ def test_gpu_worker_reserves_the_gpus_and_serves_only_the_training_queue(service
     assert command[command.index("--concurrency") + 1] == "1"
     assert "gpu" not in _queues(cpu) and "deploy" not in cpu
     # The queue the training task is sent to (spec field training.queue) is the GPU worker's.
-    assert getattr(TrainingConfig(), "queue", "gpu") == "gpu"
+    assert TrainingConfig().queue == "gpu"
     for spec in load_specs():
-        assert getattr(spec.training, "queue", "gpu") in _queues(gpu), spec.name
+        assert spec.training.queue in _queues(gpu), spec.name
     # Every other task goes to Airflow's default queue, which the CPU worker serves.
     default_queue = _airflow_default("operators", "default_queue")
     assert _queues(cpu) == {default_queue}

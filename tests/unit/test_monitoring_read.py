@@ -52,3 +52,24 @@ def test_an_empty_interval_is_an_empty_frame(state, spec):
     interval = read_interval(spec, START, START + dt.timedelta(hours=1), state)
     assert len(interval.frame) == 0 and len(interval.labelled) == 0
     assert set(spec.data.feature_names) <= set(interval.frame.columns)
+
+
+def test_torn_and_damaged_lines_are_read_alike_by_both_readers(state, spec, caplog):
+    """One reading rule (serving.predlog) behind the gateway's reader and monitoring's Arrow reader: a torn last
+    line is ignored even when it parses (its newline had not landed), a damaged middle line is skipped with a
+    warning naming file and line; both are counted the same way."""
+    from lifecycle.serving.predlog import ReadStats, read_log
+
+    t = START.timestamp()
+    hour10 = state.root / "serving/predictions/credit_default/date=2026-02-01/hour=10"
+    write(hour10 / "1.jsonl", [pred("a", t + 1)], tail=orjson.dumps(pred("whole-but-torn", t + 2)))
+    write(hour10 / "2.jsonl", [pred("b", t + 3)], tail=b'{"request_id": "torn')
+    (hour10 / "3.jsonl").write_bytes(orjson.dumps(pred("c", t + 4)) + b'\n{"request_id": "x\n'
+                                     + orjson.dumps(pred("d", t + 5)) + b"\n")
+    end = START + dt.timedelta(hours=1)
+    gateway = ReadStats()
+    records = read_log(state.root / "serving", "predictions", "credit_default", START, end, gateway)
+    interval = read_interval(spec, START, end, state)
+    assert sorted(r["request_id"] for r in records) == sorted(interval.frame["request_id"]) == ["a", "b", "c", "d"]
+    assert gateway == interval.skipped == ReadStats(torn=2, damaged=1)
+    assert f"{hour10 / '3.jsonl'}:2" in caplog.text

@@ -6,6 +6,7 @@ import subprocess
 import yaml
 
 from lifecycle.ops import stack
+from lifecycle.ops.airflow_client import AirflowClient
 from lifecycle.paths import PROJECT_ROOT
 
 
@@ -34,7 +35,9 @@ def test_gpu_count(monkeypatch):
     assert stack.gpu_count() == 0
 
 
-class _Client:
+class _Client(AirflowClient):
+    """The real upsert methods over a fake transport: every object is new, every call is recorded."""
+
     def __init__(self):
         self.calls = []
         self.http = self
@@ -56,3 +59,28 @@ def test_apply_settings_creates_the_pool_with_one_slot_per_gpu(monkeypatch):
     client = _Client()
     stack.apply_settings(client)
     assert [c[2]["slots"] for c in client.calls if c[1] == "/pools"] == [1]
+
+
+def test_client_upserts_patch_what_exists_and_post_what_does_not_and_list_runs():
+    import httpx
+
+    existing = {"/api/v2/pools/gpu", "/api/v2/variables/v"}
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, dict(request.url.params)))
+        if request.method == "GET" and request.url.path.endswith("/dagRuns"):
+            return httpx.Response(200, json={"dag_runs": [{"dag_run_id": "r1"}], "total_entries": 1})
+        if request.method == "GET":
+            return httpx.Response(200 if request.url.path in existing else 404, json={})
+        return httpx.Response(200, json={})
+
+    client = AirflowClient.__new__(AirflowClient)  # no login: the transport is fake
+    client.http = httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(handler))
+    client.upsert_pool({"name": "gpu", "slots": 2})
+    client.upsert_connection({"connection_id": "db", "conn_type": "postgres"})
+    client.upsert_variable("v", "1")
+    assert [(m, p) for m, p, _ in seen if m != "GET"] == [
+        ("PATCH", "/api/v2/pools/gpu"), ("POST", "/api/v2/connections"), ("PATCH", "/api/v2/variables/v")]
+    assert client.dag_runs("deploy", order_by="-run_after", limit=5) == [{"dag_run_id": "r1"}]
+    assert seen[-1] == ("GET", "/api/v2/dags/deploy/dagRuns", {"order_by": "-run_after", "limit": "5"})

@@ -66,3 +66,22 @@ def test_unreadable_file_is_quarantined_not_crashed(spec, state):
 def test_missing_batch_names_the_expected_file(spec, state):
     with pytest.raises(BatchNotFoundError, match=r"no batch landed for credit_default on 2026-01-03: expected .*landing"):
         gate_batch(spec, DAY, paths=state)
+
+
+def test_a_validated_file_without_its_gate_record_does_not_count_for_any_reader(spec, state):
+    """A crash between moving the batch and writing its gate record leaves the file alone in validated/: neither
+    training's reader nor the monitor's (the retrain's end day) may count it."""
+    from lifecycle.monitoring.run import latest_validated_day
+
+    folder = state.validated(spec.name)
+    folder.mkdir(parents=True)
+    before = DAY - dt.timedelta(days=1)
+    for day in (before, DAY):
+        (folder / f"{day}.parquet").write_bytes(b"PAR1")
+    (folder / f"{before}.gate.json").write_text("{}")  # DAY has no record: the crash case
+    assert validated_batches(spec, before, DAY, state) == [folder / f"{before}.parquet"]
+    assert latest_validated_day(spec, DAY, state) == before
+    (folder / f"{DAY}.gate.json").write_text("{}")
+    assert validated_batches(spec, before, DAY, state)[-1] == folder / f"{DAY}.parquet"
+    assert latest_validated_day(spec, DAY, state) == DAY
+    assert latest_validated_day(spec, before, state) == before

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from lifecycle.fileio import atomic_write
 from lifecycle.paths import StatePaths
 
 if TYPE_CHECKING:
@@ -190,10 +192,6 @@ def land_batch(spec: ModelSpec, day: dt.date, scenario: Scenario | None = None,
     """Write the day's batch to the landing zone (atomically: a reader never sees half a file)."""
     paths = paths or StatePaths.current()
     frame = generate_batch(spec, day, scenario)
-    folder = paths.landing(spec.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / batch_name(day)
-    tmp = target.with_suffix(".parquet.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(target)
-    return target
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return atomic_write(paths.landing(spec.name) / batch_name(day), buffer.getvalue())

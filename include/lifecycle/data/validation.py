@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.data.frames import batch_name
+from lifecycle.fileio import atomic_write
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
 
@@ -207,9 +208,7 @@ Validated by Great Expectations suite <code>{outcome.model}.batch</code>.</p>
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=2, default=str))
 
 
 def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None,
@@ -227,7 +226,7 @@ def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None
     validated = paths.validated(spec.name) / name
     qdir = paths.quarantine(spec.name) / day.isoformat()
     if not landing.exists():
-        for recorded in (validated.with_suffix(".gate.json"), qdir / "gate.json"):
+        for recorded in (gate_record(validated), qdir / "gate.json"):
             if recorded.exists():
                 log.info("data gate: batch %s of %s already decided; returning the recorded outcome",
                          day, spec.name)
@@ -253,7 +252,7 @@ def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None
         report = paths.reports / spec.name / "gx" / f"{day.isoformat()}.html"
         outcome.batch_path, outcome.report_path = str(validated), str(report)
         outcome.result_path = str(validated.with_suffix(".gx.json"))
-        gate_json = validated.with_suffix(".gate.json")
+        gate_json = gate_record(validated)
     else:
         qdir.mkdir(parents=True, exist_ok=True)
         outcome.batch_path = str(qdir / name)
@@ -261,7 +260,7 @@ def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None
         gate_json = qdir / "gate.json"
     Path(outcome.report_path).parent.mkdir(parents=True, exist_ok=True)
     _write_json(Path(outcome.result_path), result or {"success": False, "results": [], "error": outcome.failures})
-    Path(outcome.report_path).write_text(render_report(outcome, result))
+    atomic_write(Path(outcome.report_path), render_report(outcome, result))
     # Move the batch last, then the decision record: a crash before this point leaves the batch in landing,
     # so a retry decides again; nothing is ever in validated/ without its evidence next to it.
     shutil.move(str(landing), outcome.batch_path)
@@ -276,16 +275,39 @@ def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None
     return outcome
 
 
-def validated_batches(spec: ModelSpec, start: dt.date, end: dt.date,
-                      paths: StatePaths | None = None) -> list[Path]:
-    """Validated batch files for days in [start, end]; quarantined days are simply absent."""
+def gate_record(batch: Path) -> Path:
+    """The decision record written next to a validated batch: ``<day>.gate.json`` beside ``<day>.parquet``."""
+    return batch.with_suffix(".gate.json")
+
+
+def is_validated(batch: Path) -> bool:
+    """The one definition of a validated batch: its Parquet file *and* its gate record are in ``validated/``.
+
+    :func:`gate_batch` moves the file first and writes the record last, so a file without its record is a crash
+    between the two: not (yet) validated, whatever its folder says. Every reader asks this function.
+    """
+    return batch.exists() and gate_record(batch).exists()
+
+
+def validated_days(spec: ModelSpec, paths: StatePaths | None = None, *, start: dt.date | None = None,
+                   end: dt.date | None = None) -> list[dt.date]:
+    """The days with a validated batch (:func:`is_validated`), oldest first, within ``[start, end]`` if given."""
     paths = paths or StatePaths.current()
     folder = paths.validated(spec.name)
-    out = []
-    day = start
-    while day <= end:
-        p = folder / batch_name(day)
-        if p.exists() and p.with_suffix(".gate.json").exists():
-            out.append(p)
-        day += dt.timedelta(days=1)
-    return out
+    days = []
+    for p in sorted(folder.glob("*.parquet")) if folder.exists() else []:
+        try:
+            day = dt.date.fromisoformat(p.name.removesuffix(".parquet"))
+        except ValueError:  # not a batch of ours
+            continue
+        if (start is None or day >= start) and (end is None or day <= end) and is_validated(p):
+            days.append(day)
+    return days
+
+
+def validated_batches(spec: ModelSpec, start: dt.date, end: dt.date,
+                      paths: StatePaths | None = None) -> list[Path]:
+    """Validated batch files (:func:`is_validated`) for days in [start, end]; quarantined days are simply absent."""
+    paths = paths or StatePaths.current()
+    folder = paths.validated(spec.name)
+    return [folder / batch_name(day) for day in validated_days(spec, paths, start=start, end=end)]

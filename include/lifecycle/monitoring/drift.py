@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lifecycle.fileio import atomic_write
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -91,10 +93,7 @@ def compute_drift(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFram
         raise RuntimeError(f"Evidently returned no drift score for {missing_scores}")
     drifted = [c for c in features if scores[c] >= thresholds[c]]
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        tmp = html.with_name(f".{html.name}.tmp")
-        snapshot.save_html(str(tmp))
-        tmp.replace(html)
+        atomic_write(html, snapshot.get_html_str(as_iframe=False))  # what save_html writes
     missing = {c: {"current": float(current[c].isna().mean()) if len(current) else 0.0,
                    "reference": float(reference[c].isna().mean())} for c in features}
     return DriftResult(scores, thresholds, drifted, len(drifted) / len(features), prediction_score, bounds,

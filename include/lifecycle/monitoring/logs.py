@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from lifecycle.spec import ModelSpec
 from lifecycle.registry.artifacts import PREDICTION
+from lifecycle.serving.predlog import ReadStats, complete_lines, log_files, parse_lines
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,16 @@ class Interval:
     end: dt.datetime
     frame: pd.DataFrame  # features, prediction, decision, version, request_id
     labelled: pd.DataFrame  # version, prediction, decision, label: rows whose outcome arrived in the interval
+    skipped: ReadStats = field(default_factory=ReadStats)  # torn and damaged log lines left out
 
 
-def _log_table(files: list[Path], schema: Any, lo: float, hi: float) -> Any:
+def _log_table(files: list[Path], schema: Any, lo: float, hi: float, stats: ReadStats | None = None) -> Any:
     """The records of gateway log files as one Arrow table (C++ JSON reader, explicit schema), ``lo <= ts < hi``.
 
-    A torn last line (a writer killed mid-append) is dropped; a file with a damaged line in the middle is read
-    line by line, skipping what does not parse, so one bad record never hides an interval.
+    Torn and damaged lines follow the serving stage's one reading rule (:mod:`lifecycle.serving.predlog`): Arrow
+    reads the file's :func:`~lifecycle.serving.predlog.complete_lines`, and a file Arrow refuses is read again
+    with :func:`~lifecycle.serving.predlog.parse_lines`, so one bad record never hides an interval.
     """
-    import orjson
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -47,19 +49,13 @@ def _log_table(files: list[Path], schema: Any, lo: float, hi: float) -> Any:
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     tables = []
     for path in files:
-        data = path.read_bytes()
-        data = data[: data.rfind(b"\n") + 1]
+        data = complete_lines(path, stats)
         if not data.strip():
             continue
         try:
             tables.append(pj.read_json(pa.BufferReader(data), parse_options=options))
         except pa.ArrowInvalid:
-            good = []
-            for line in data.splitlines():
-                try:
-                    good.append(orjson.loads(line))
-                except orjson.JSONDecodeError:
-                    log.warning("monitor: skipping a damaged record in %s", path)
+            good = parse_lines(path, data, stats)
             try:
                 tables.append(pa.Table.from_pylist(good, schema=schema))
             except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
@@ -94,8 +90,6 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     import pandas as pd
     import pyarrow as pa
 
-    from lifecycle.serving.predlog import log_files
-
     paths = paths or StatePaths.current()
     root = paths.root / "serving"
     lo, hi = start.timestamp(), end.timestamp()
@@ -103,7 +97,8 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     pred_schema = pa.schema([("request_id", pa.string()), ("ts", pa.float64()), ("version", pa.string()),
                              ("rows", pa.list_(pa.struct(fields))), ("probability", pa.list_(pa.float64())),
                              ("label", pa.list_(pa.int64()))])
-    preds = _log_table(log_files(root, "predictions", spec.name, start, end), pred_schema, lo, hi)
+    skipped = ReadStats()
+    preds = _log_table(log_files(root, "predictions", spec.name, start, end), pred_schema, lo, hi, skipped)
     p = _explode(preds, ["rows", "probability", "label"], repeat=("request_id", "version"))
     rows = p.pop("rows")
     rows = rows.combine_chunks() if hasattr(rows, "combine_chunks") else rows  # one file, one chunk
@@ -118,7 +113,7 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     frame["pos"], frame["n"] = p["pos"], n
 
     fb_schema = pa.schema([("request_id", pa.string()), ("ts", pa.float64()), ("label", pa.list_(pa.int64()))])
-    fb = _log_table(log_files(root, "feedback", spec.name, start, end), fb_schema, lo, hi)
+    fb = _log_table(log_files(root, "feedback", spec.name, start, end), fb_schema, lo, hi, skipped)
     f = _explode(fb, ["label"])
     outcomes = pd.DataFrame({"request_id": f["request_id"], "pos": f["pos"], "n": f["n"],
                              "label": f["label"].to_numpy(zero_copy_only=False)})
@@ -126,4 +121,8 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     labelled = frame[["request_id", "pos", "n", "version", PREDICTION, "decision"]].merge(
         outcomes, on=["request_id", "pos", "n"], how="inner")  # lengths must match, as the gateway checks
     frame = frame.drop(columns=["pos", "n"])
-    return Interval(start, end, frame, labelled[["version", PREDICTION, "decision", "label"]].reset_index(drop=True))
+    if skipped.torn or skipped.damaged:
+        log.info("monitor: %s %s..%s: left out %d torn and %d damaged log lines", spec.name, start, end,
+                 skipped.torn, skipped.damaged)
+    return Interval(start, end, frame, labelled[["version", PREDICTION, "decision", "label"]].reset_index(drop=True),
+                    skipped)

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from lifecycle.clock import parse_utc
+
 if TYPE_CHECKING:
 
     from lifecycle.spec import MonitoringPolicy
@@ -88,7 +90,7 @@ def decide(measured: dict[str, Any], policy: MonitoringPolicy, *, now: dt.dateti
 def history(ledger: Any, model: str, now: dt.datetime) -> tuple[dt.datetime | None, int]:
     """Last retrain trigger or promotion of ``model``, and the retrain triggers of the last 24 h."""
     def at(e: Any) -> dt.datetime:
-        return dt.datetime.fromisoformat(e.at.replace("Z", "+00:00"))
+        return parse_utc(e.at)
 
     relevant = [at(e) for e in ledger.events(model) if e.event in ("retrain_triggered", "promoted")]
     recent = sum(1 for e in ledger.events(model, "retrain_triggered") if now - at(e) < dt.timedelta(hours=24))

@@ -5,7 +5,8 @@ compares the features (and the champion's predicted probability) with the refere
 champion's training rows stored with the version when it was trained (``reference/reference.parquet``).
 
 The steps live in their own modules: :mod:`.logs` (reading), :mod:`.drift` and :mod:`.sketch` (Evidently),
-:mod:`.performance` (labelled outcomes), :mod:`.policy` (the decision).
+:mod:`.performance` (labelled outcomes), :mod:`.policy` (the decision), :mod:`.response` (what to do about it:
+ledger, alert, the train DAG's conf); :func:`judge_interval` puts the last two together for the monitor DAG.
 """
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lifecycle.data.validation import validated_days
+from lifecycle.fileio import atomic_write
 from lifecycle.paths import StatePaths
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lifecycle.monitoring.response import DriftResponse
     from lifecycle.spec import ModelSpec
 from lifecycle.monitoring.drift import compute_drift
 from lifecycle.monitoring.logs import read_interval
@@ -115,10 +119,7 @@ def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id
                    "sketch": {"rows": drift.sketch_rows, "max_error": max(drift.bounds.values(), default=0.0)}}
     result["seconds"] = round(time.perf_counter() - began, 3)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = out_dir / "drift_summary.json"
-    tmp = summary_path.with_name(f".{summary_path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float))
-    tmp.replace(summary_path)
+    summary_path = atomic_write(out_dir / "drift_summary.json", json.dumps(result, indent=2, default=float))
 
     configure_mlflow(paths)
     exp_id = ensure_experiment(f"{spec.model_name}-monitoring", paths)
@@ -148,9 +149,22 @@ def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id
 
 
 def latest_validated_day(spec: ModelSpec, up_to: dt.date, paths: StatePaths | None = None) -> dt.date | None:
-    """The newest validated batch on or before ``up_to``: what a drift-triggered retrain trains up to."""
-    paths = paths or StatePaths.current()
-    folder = paths.validated(spec.name)
-    days = sorted(p.name.removesuffix(".parquet") for p in folder.glob("*.parquet")) if folder.exists() else []
-    days = [d for d in days if d <= up_to.isoformat()]
-    return dt.date.fromisoformat(days[-1]) if days else None
+    """The newest validated batch (:func:`lifecycle.data.validation.is_validated`: file and gate record) on or
+    before ``up_to``: what a drift-triggered retrain trains up to."""
+    days = validated_days(spec, paths, end=up_to)
+    return days[-1] if days else None
+
+
+def judge_interval(spec: ModelSpec, measured: dict[str, Any], ledger: Any, *, now: dt.datetime,
+                   interval_end: dt.datetime, backfill: bool = False,
+                   paths: StatePaths | None = None) -> DriftResponse:
+    """The monitor DAG's ``decide`` step: the policy (:func:`.policy.decide`, with the cooldown and retrain cap
+    read from ``ledger``) and what to do about it (:func:`.response.respond`). Reads; records and sends nothing."""
+    from lifecycle.monitoring.policy import decide, history
+    from lifecycle.monitoring.response import respond
+
+    last, recent = history(ledger, spec.name, now)
+    decision = decide(measured, spec.monitoring, now=now, interval_end=interval_end, backfill=backfill,
+                      last_retrain_or_promotion=last, retrains_last_24h=recent)
+    as_of = latest_validated_day(spec, interval_end.date(), paths) if decision.retrain else None
+    return respond(spec.name, measured, decision, drift_share=spec.monitoring.drift_share, as_of=as_of)

@@ -91,12 +91,47 @@ class AirflowClient:
                 return run_id
             raise
 
+    def dag_runs(self, dag_id: str, *, order_by: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The DAG's runs as the API lists them (``dag_run_id``, ``state``, ``run_after``, ...), at most ``limit``,
+        sorted by ``order_by`` (a field, ``-`` first for descending, e.g. ``"-run_after"``) if given."""
+        params: dict[str, Any] = {"limit": limit}
+        if order_by:
+            params["order_by"] = order_by
+        return self._req("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+
+    def backfills(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's backfills (``id``, ``completed_at`` null while one runs, ...)."""
+        return self._req("GET", "/backfills", params={"dag_id": dag_id})["backfills"]
+
+    def _upsert(self, collection: str, key: str, body: dict[str, Any]) -> None:
+        if self.http.get(f"/api/v2/{collection}/{key}").status_code == 200:
+            self._req("PATCH", f"/{collection}/{key}", json=body)
+        else:
+            self._req("POST", f"/{collection}", json=body)
+
+    def upsert_pool(self, body: dict[str, Any]) -> None:
+        """Create the pool ``body["name"]`` or update it to ``body`` (``slots``, ``description``,
+        ``include_deferred``)."""
+        self._upsert("pools", body["name"], body)
+
+    def upsert_connection(self, body: dict[str, Any]) -> None:
+        """Create the connection ``body["connection_id"]`` or update it to ``body`` (``conn_type``, ``host``,
+        ``port``, ``login``, ``password``, ``schema``, ``extra`` as a JSON string, ``description``)."""
+        self._upsert("connections", body["connection_id"], body)
+
+    def upsert_variable(self, key: str, value: str) -> None:
+        """Create the Airflow variable ``key`` or set it to ``value``."""
+        self._upsert("variables", key, {"key": key, "value": value})
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances as the API lists them (``task_id``, ``state``, ``start_date``, ...)."""
+        return self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        tis = self._req("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
-        return {t["task_id"]: t["state"] for t in tis}
+        return {t["task_id"]: t["state"] for t in self.task_instances(dag_id, run_id)}
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         """One task instance: state, try_number, queue, hostname, executor, ..."""

@@ -18,6 +18,10 @@
    local archive, verified and retired; then restored once (a new version, weight 0) to prove the round trip;
 9. write the HTML lifecycle report and ``.lifecycle/demo/summary.json``, print the timeline, stop services
    (unless ``KEEP=1``).
+
+``LIFECYCLE_DEMO_SCENARIO=short`` leaves out step 4 (the under-trained candidate), step 6 (week 3) and the second
+stable day of week 4: every DAG still runs (gate with quarantines, train, rollback, monitor, drift-triggered
+retrain and promotion, retire, restore) in about half the time. The distributed test suite uses it.
 """
 from __future__ import annotations
 
@@ -154,8 +158,8 @@ def canary(client, deploy_id: str, paths: StatePaths, after: str) -> None:
     deadline = time.monotonic() + 120
     run_id = None
     while time.monotonic() < deadline and run_id is None:
-        runs = client._req("GET", f"/dags/{deploy_id}/dagRuns", params={"order_by": "-run_after", "limit": 5})
-        fresh = [r for r in runs["dag_runs"] if r["dag_run_id"] == f"canary__{after}"]
+        runs = client.dag_runs(deploy_id, order_by="-run_after", limit=5)
+        fresh = [r for r in runs if r["dag_run_id"] == f"canary__{after}"]
         if fresh:
             run_id = fresh[0]["dag_run_id"]
         else:
@@ -172,14 +176,18 @@ def canary(client, deploy_id: str, paths: StatePaths, after: str) -> None:
         f"({result.seconds:.0f}s)")
 
 
-def monitor_week(client, spec: ModelSpec, paths: StatePaths, clients) -> str | None:
-    """One monitor run per simulated day of week 4, on the wall-clock window that day's traffic took.
+def monitor_week(client, spec: ModelSpec, paths: StatePaths, clients, stable_days: int = 2) -> str | None:
+    """One monitor run per simulated day of week 4, on the wall-clock window that day's traffic took; only the
+    first ``stable_days`` of its stable days are watched.
 
     Returns the train run the monitor triggered (None if it never fired)."""
     from lifecycle.monitoring.run import report_dir
 
     monitor_id = f"{spec.name}__monitor"
+    stable = [i for i, scenario in WEEKS[4].items() if scenario == "stable"]
     for i, day in enumerate(week_days(4)):
+        if i in stable[stable_days:]:
+            continue
         scenario = WEEKS[4][i]
         clients.switch(scenario)
         start = dt.datetime.now(dt.UTC)
@@ -223,7 +231,7 @@ def retire_and_restore(client, spec: ModelSpec, paths: StatePaths, version: int)
         f"({result.seconds:.0f}s)")
 
 
-def run(keep: bool = False, keep_state: bool = False) -> int:
+def run(keep: bool = False, keep_state: bool = False, short: bool = False) -> int:
     from lifecycle.ops import services
     from lifecycle.ops.airflow_client import AirflowClient
     from lifecycle.ops.simulate import ClientPopulation
@@ -260,9 +268,10 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
         wait_serving(stack.gateway_url, spec.name, clients.applicants[0][0])
         clients.start()
         try:
-            train(client, spec, paths, "demo_train_undertrained", last + dt.timedelta(1), {
-                "reason": "demo: deliberately under-trained candidate (1 epoch, tiny learning rate)",
-                "force": True, "epochs": 1, "overrides": {"learning_rate": 0.00005}})
+            if not short:
+                train(client, spec, paths, "demo_train_undertrained", last + dt.timedelta(1), {
+                    "reason": "demo: deliberately under-trained candidate (1 epoch, tiny learning rate)",
+                    "force": True, "epochs": 1, "overrides": {"learning_rate": 0.00005}})
 
             gate_week(client, spec, paths, 2)
             say("week 2: the label join upstream broke; batches still pass the data gate")
@@ -270,16 +279,17 @@ def run(keep: bool = False, keep_state: bool = False) -> int:
                   {"reason": "demo: nightly retrain on week 2 (silently mislabelled)"})
             canary(client, deploy_id, paths, after="demo_train_week2")
 
-            gate_week(client, spec, paths, 3)
-            train(client, spec, paths, "demo_train_week3", week_days(3)[-1],
-                  {"reason": "demo: nightly retrain on week 3 (clean data)"})
-            canary(client, deploy_id, paths, after="demo_train_week3")
+            if not short:
+                gate_week(client, spec, paths, 3)
+                train(client, spec, paths, "demo_train_week3", week_days(3)[-1],
+                      {"reason": "demo: nightly retrain on week 3 (clean data)"})
+                canary(client, deploy_id, paths, after="demo_train_week3")
 
             gate_week(client, spec, paths, 4)
-            say(f"week 4: the monitor DAG compares each day of live traffic with v4's reference (Evidently); "
-                f"from {week_days(4)[2]} the applicant population shifts ({DRIFT})")
+            say(f"week 4: the monitor DAG compares each day of live traffic with the champion's reference "
+                f"(Evidently); from {week_days(4)[2]} the applicant population shifts ({DRIFT})")
             client.unpause(f"{spec.name}__monitor")
-            retrain = monitor_week(client, spec, paths, clients)
+            retrain = monitor_week(client, spec, paths, clients, stable_days=1 if short else 2)
             if retrain is None:
                 raise SystemExit("demo: the monitor never detected the covariate drift")
             result = client.wait(train_id, retrain, timeout=900)
@@ -325,7 +335,11 @@ Done in {time.monotonic() - started:.0f}s.
 
 
 def main() -> None:
-    sys.exit(run(keep=os.environ.get("KEEP") == "1", keep_state=os.environ.get("KEEP_STATE") == "1"))
+    scenario = os.environ.get("LIFECYCLE_DEMO_SCENARIO", "full")
+    if scenario not in ("full", "short"):
+        sys.exit(f"demo: LIFECYCLE_DEMO_SCENARIO must be 'full' or 'short', not {scenario!r}")
+    sys.exit(run(keep=os.environ.get("KEEP") == "1", keep_state=os.environ.get("KEEP_STATE") == "1",
+                 short=scenario == "short"))
 
 
 if __name__ == "__main__":

@@ -73,10 +73,7 @@ def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yam
         body = {"name": pool["pool_name"], "slots": slots,
                 "description": pool.get("pool_description", ""),
                 "include_deferred": bool(pool.get("include_deferred", False))}
-        if client.http.get(f"/api/v2/pools/{body['name']}").status_code == 200:
-            client._req("PATCH", f"/pools/{body['name']}", json=body)
-        else:
-            client._req("POST", "/pools", json=body)
+        client.upsert_pool(body)
         done.append(f"pool {body['name']}={body['slots']}")
     for conn in data.get("connections") or []:
         import json
@@ -90,18 +87,11 @@ def apply_settings(client, settings: Path = PROJECT_ROOT / "airflow_settings.yam
         if passwords and conn["conn_id"] in passwords:
             body["password"] = passwords[conn["conn_id"]]
         body = {k: v for k, v in body.items() if v is not None}
-        if client.http.get(f"/api/v2/connections/{body['connection_id']}").status_code == 200:
-            client._req("PATCH", f"/connections/{body['connection_id']}", json=body)
-        else:
-            client._req("POST", "/connections", json=body)
+        client.upsert_connection(body)
         done.append(f"connection {body['connection_id']}")
     for var in data.get("variables") or []:
-        body = {"key": var["variable_name"], "value": str(var["variable_value"])}
-        if client.http.get(f"/api/v2/variables/{body['key']}").status_code == 200:
-            client._req("PATCH", f"/variables/{body['key']}", json=body)
-        else:
-            client._req("POST", "/variables", json=body)
-        done.append(f"variable {body['key']}")
+        client.upsert_variable(var["variable_name"], str(var["variable_value"]))
+        done.append(f"variable {var['variable_name']}")
     return done
 
 

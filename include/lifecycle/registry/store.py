@@ -2,6 +2,7 @@
 (``champion``, ``challenger``, ``previous``) instead of the deprecated stages."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifecycle import __version__
+from lifecycle.errors import NotFoundError, UnavailableError
 from lifecycle.paths import PROJECT_ROOT, StatePaths
 
 if TYPE_CHECKING:
@@ -20,8 +22,16 @@ CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 TAG = "lifecycle."
 
 
-class RegistryUnavailableError(RuntimeError):
-    """The MLflow tracking/registry server cannot be reached; nothing was registered."""
+class RegistryUnavailableError(UnavailableError, RuntimeError):
+    """The MLflow tracking/registry server cannot be reached; nothing was registered (HTTP 503)."""
+
+
+class RegistryNotFoundError(NotFoundError, LookupError):
+    """MLflow's ``RESOURCE_DOES_NOT_EXIST``: no such registered model, version or alias (HTTP 404).
+
+    ``error_code`` keeps MLflow's code, for callers that read it."""
+
+    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 @functools.cache
@@ -84,7 +94,8 @@ def ensure_experiment(name: str, paths: StatePaths | None = None) -> str:
 
 
 class Registry:
-    """Registry operations for one tracking URI; errors reaching the store raise RegistryUnavailableError."""
+    """Registry operations for one tracking URI; errors reaching the store raise RegistryUnavailableError, and
+    what does not exist raises RegistryNotFoundError."""
 
     def __init__(self, paths: StatePaths | None = None) -> None:
         import mlflow
@@ -99,7 +110,7 @@ class Registry:
             return fn(*args, **kwargs)
         except MlflowException as err:
             if getattr(err, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-                raise
+                raise RegistryNotFoundError(str(err)) from err
             if any(s in str(err) for s in ("Connection", "Max retries", "unable to open database", "refused")):
                 raise RegistryUnavailableError(f"MLflow at {self.uri} unreachable while trying to {what}: "
                                                f"{str(err).splitlines()[0][:300]}") from err
@@ -110,9 +121,7 @@ class Registry:
 
         try:
             self._call("read the registered model", self.client.get_registered_model, name)
-        except MlflowException as err:
-            if getattr(err, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
-                raise
+        except RegistryNotFoundError:
             try:
                 self.client.create_registered_model(name, description=description)
             except MlflowException as again:  # raced with another writer
@@ -124,8 +133,10 @@ class Registry:
 
         try:
             return self._call(f"read alias {alias}", self.client.get_model_version_by_alias, name, alias)
+        except RegistryNotFoundError:
+            return None
         except MlflowException as err:
-            if getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            if getattr(err, "error_code", "") == "INVALID_PARAMETER_VALUE":
                 return None
             raise
 
@@ -177,13 +188,8 @@ class Registry:
         self._call(f"set alias {alias}", self.client.set_registered_model_alias, name, alias, str(version))
 
     def delete_alias(self, name: str, alias: str) -> None:
-        from mlflow.exceptions import MlflowException
-
-        try:
+        with contextlib.suppress(RegistryNotFoundError):
             self._call(f"delete alias {alias}", self.client.delete_registered_model_alias, name, alias)
-        except MlflowException as err:
-            if getattr(err, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
-                raise
 
     def aliases(self, name: str) -> dict[str, str]:
         model = self._call("read the registered model", self.client.get_registered_model, name)

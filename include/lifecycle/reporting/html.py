@@ -14,13 +14,14 @@ import datetime as dt
 import html
 import math
 import os
-import tempfile
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lifecycle.clock import parse_utc
+from lifecycle.fileio import atomic_write
 from lifecycle.ledger import EVENTS, Event
 from lifecycle.paths import StatePaths
 
@@ -79,19 +80,12 @@ def _e(value: Any) -> str:
 
 
 def _parse_time(at: Any) -> dt.datetime | None:
-    """An event's ISO 8601 time as an aware UTC datetime; None when it cannot be read (the plots skip it)."""
-    if not isinstance(at, str) or not at.strip():
-        return None
-    text = at.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
+    """An event's ISO 8601 time as an aware UTC datetime (:func:`lifecycle.clock.parse_utc`); None when it cannot
+    be read (the plots skip it)."""
     try:
-        parsed = dt.datetime.fromisoformat(text)
+        return parse_utc(at)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 def _fmt_time(at: str) -> str:
@@ -610,22 +604,11 @@ def render_report(model: str, events: list[Event], versions: list[VersionInfo], 
 
 
 def write_report(model: str, events: list[Event], versions: list[VersionInfo], out: Path, **kw: Any) -> Path:
-    """Render the report and write it to ``out`` atomically (a temp file in the same folder, then a rename),
-    so a reader never sees half a page. Creates the parent folders; links are made relative to them unless
+    """Render the report and write it to ``out`` atomically (:func:`lifecycle.fileio.atomic_write`), so a
+    reader never sees half a page. Creates the parent folders; links are made relative to them unless
     ``report_dir`` is given. Returns ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     kw.setdefault("report_dir", out.parent)
     page = render_report(model, events, versions, **kw)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is meant to be read
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write(out, page, mode=0o644)  # a report is meant to be read

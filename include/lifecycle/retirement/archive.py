@@ -16,11 +16,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from lifecycle.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class Store(Protocol):
 
 
 class LocalStore:
-    """A folder (the embedded default): atomic writes (temp file, fsync, rename)."""
+    """A folder (the embedded default): atomic writes (:func:`lifecycle.fileio.atomic_write`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
@@ -75,18 +76,7 @@ class LocalStore:
         return path
 
     def put(self, key: str, data: bytes, sha256: str) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self._path(key), data)
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -246,7 +236,5 @@ def verify_archive(store: Store, model: str, version: str | int,
             raise ChecksumMismatchError(entry["path"], "path escapes the archive")
         data = _check(store, prefix, entry)
         if into is not None:
-            out = into / entry["path"]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(data)
+            atomic_write(into / entry["path"], data)
     return manifest, sha256_bytes(body)

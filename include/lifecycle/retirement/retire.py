@@ -2,9 +2,10 @@
 
 The retire DAG wires these steps: :func:`check` (refuse the champion or a version in a canary) -> drain
 (gateway) -> :func:`stage` (collect everything the version is, plus its model card) -> :func:`archive.write_archive`
--> verify -> :func:`finalize` (only now: aliases removed, tags, local artifacts, ledger). Nothing about the
-version changes before its archive is verified. :func:`restore` reads a manifest, verifies every file and
-registers the model again as a new version.
+-> :func:`verify` (every file, and the manifest against the sha256 the archive step returned:
+:func:`check_manifest_digest`) -> :func:`finalize` (only now: aliases removed, tags, local artifacts, ledger).
+Nothing about the version changes before its archive is verified. :func:`restore` reads a manifest, verifies
+every file and registers the model again as a new version.
 """
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import datetime as dt
 import shutil
 from typing import TYPE_CHECKING, Any
 
+from lifecycle.clock import parse_utc
+from lifecycle.errors import ConflictError, NotFoundError
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
 from lifecycle.registry.store import CHALLENGER, CHAMPION, TAG, Registry
-from lifecycle.retirement.archive import ArchiveResult
+from lifecycle.retirement.archive import MANIFEST, ArchiveResult, ChecksumMismatchError, Store, verify_archive
 
 if TYPE_CHECKING:
     from lifecycle.spec import ModelSpec
@@ -24,8 +27,9 @@ if TYPE_CHECKING:
 KEEP_ALIASES = (CHAMPION, CHALLENGER)
 
 
-class RetireRefusedError(ValueError):
-    """This version may not be retired (the champion, a version in a canary, unknown); retrying will not help."""
+class RetireRefusedError(ConflictError, ValueError):
+    """This version may not be retired (the champion, a version in a canary, unknown); retrying will not help
+    (HTTP 409)."""
 
 
 def archive_uri(spec: ModelSpec, paths: StatePaths) -> str:
@@ -43,7 +47,7 @@ def check(spec: ModelSpec, version: str | int, paths: StatePaths | None = None,
 
     try:
         mv = registry.version(name, version)
-    except MlflowException as err:
+    except (NotFoundError, MlflowException) as err:
         raise RetireRefusedError(f"{name} v{version} is not in the registry: {err}") from err
     aliases = registry.aliases(name)
     held = sorted(a for a, v in aliases.items() if str(v) == version)
@@ -68,6 +72,21 @@ def drain_weights(weights: dict[str, int], version: str, champion: str) -> dict[
     out[champion] = out.get(champion, 0) + moved
     out[version] = 0
     return out
+
+
+def check_manifest_digest(digest: str, expected: str) -> None:
+    """The manifest read back (sha256 ``digest``) must be the one the archive step wrote (``expected``); else it
+    changed in between, and :class:`~lifecycle.retirement.archive.ChecksumMismatchError` names it."""
+    if digest != expected:
+        raise ChecksumMismatchError(MANIFEST, f"changed since it was written ({digest[:16]}...)")
+
+
+def verify(store: Store, model: str, version: str | int, manifest_sha256: str) -> tuple[dict[str, Any], str]:
+    """Every archived file read back against the manifest (:func:`~lifecycle.retirement.archive.verify_archive`),
+    and the manifest against the sha256 the archive step returned. Returns the manifest and its sha256."""
+    manifest, digest = verify_archive(store, model, version)
+    check_manifest_digest(digest, manifest_sha256)
+    return manifest, digest
 
 
 def finalize(spec: ModelSpec, version: str | int, result: ArchiveResult, reason: str, run_id: str,
@@ -133,7 +152,7 @@ def retention_candidates(spec: ModelSpec, paths: StatePaths | None = None,
             if weight > 0:
                 served = True
             elif served:
-                idle_since, served = dt.datetime.fromisoformat(str(h["at"]).replace("Z", "+00:00")), False
+                idle_since, served = parse_utc(str(h["at"])), False
         if now - idle_since >= dt.timedelta(days=days):
             out.append({"version": version, "idle_since": idle_since.isoformat(),
                         "reason": f"retention: no traffic for {(now - idle_since).days} days (retain_days {days:g}), "

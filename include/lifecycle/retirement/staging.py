@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lifecycle.fileio import atomic_write
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
 from lifecycle.registry.store import TAG, Registry
@@ -16,12 +17,6 @@ from lifecycle.registry.store import TAG, Registry
 if TYPE_CHECKING:
     from lifecycle.spec import ModelSpec
 log = logging.getLogger(__name__)
-
-
-
-def _write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def stage(spec: ModelSpec, version: str | int, reason: str, paths: StatePaths | None = None) -> Path:
@@ -49,15 +44,15 @@ def stage(spec: ModelSpec, version: str | int, reason: str, paths: StatePaths | 
                                ("reference/reference.parquet", "reference/reference.parquet")):
             try:
                 got = registry.client.download_artifacts(mv.run_id, artifact, tmp)
-                _write(out / dest, Path(got).read_bytes())
+                atomic_write(out / dest, Path(got).read_bytes())
             except (MlflowException, OSError):  # an older version may lack one of these; the card lists files
                 log.info("archive: %s v%s has no %s", name, version, artifact)
-    _write(out / "mlflow/run.json", json.dumps({
+    atomic_write(out / "mlflow/run.json", json.dumps({
         "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "status": run.info.status,
         "start_time": run.info.start_time, "end_time": run.info.end_time, "params": run.data.params,
         "metrics": run.data.metrics, "tags": {k: v for k, v in run.data.tags.items() if k != f"{TAG}result"},
     }, indent=2, sort_keys=True))
-    _write(out / "mlflow/version.json", json.dumps({
+    atomic_write(out / "mlflow/version.json", json.dumps({
         "name": name, "version": version, "source": mv.source, "run_id": mv.run_id, "tags": dict(mv.tags),
         "description": mv.description, "creation_timestamp": mv.creation_timestamp,
     }, indent=2, sort_keys=True))
@@ -66,20 +61,20 @@ def stage(spec: ModelSpec, version: str | int, reason: str, paths: StatePaths | 
         for src in (paths.reports / spec.name / "gx" / f"{day}.html",
                     paths.validated(spec.name) / f"{day}.gx.json"):
             if src.exists():
-                _write(out / "reports/gx" / src.name, src.read_bytes())
+                atomic_write(out / "reports/gx" / src.name, src.read_bytes())
     drift_dir = paths.reports / spec.name / "drift"
     for summary in sorted(drift_dir.glob("*/drift_summary.json")) if drift_dir.exists() else []:
         if str(json.loads(summary.read_text()).get("champion_version")) == version:
             for f in summary.parent.iterdir():
-                _write(out / "reports/drift" / summary.parent.name / f.name, f.read_bytes())
+                atomic_write(out / "reports/drift" / summary.parent.name / f.name, f.read_bytes())
     events = [e for e in Ledger(paths.ledger_db).events(spec.name, version=version)]
-    _write(out / "history/ledger.json", json.dumps([e.public() | {"details": e.details, "run_id": e.run_id}
+    atomic_write(out / "history/ledger.json", json.dumps([e.public() | {"details": e.details, "run_id": e.run_id}
                                                     for e in events], indent=2, default=str))
     from lifecycle.serving.traffic import TrafficStore
 
     traffic = [h for h in TrafficStore(paths.ledger_db).history(spec.name) if version in h.get("weights", {})]
-    _write(out / "history/traffic.json", json.dumps(traffic, indent=2, default=str))
-    _write(out / "MODEL_CARD.md", model_card(spec, version, mv, run, events, traffic, days, reason, out))
+    atomic_write(out / "history/traffic.json", json.dumps(traffic, indent=2, default=str))
+    atomic_write(out / "MODEL_CARD.md", model_card(spec, version, mv, run, events, traffic, days, reason, out))
     (out / ".complete").touch()
     return out
 

@@ -18,6 +18,9 @@ Routing: each request goes to one version, drawn by weight; with a sticky key (`
 the spec's ``serving.sticky_key`` field of the first row) the same key reaches the same version while the
 weights are unchanged. A version is added to the routing table only after it is loaded and warmed, and a
 request keeps the version object it was routed to, so loads, unloads and weight changes drop nothing.
+
+Errors: every refusal is a typed error of :mod:`lifecycle.errors` (the registry's and the traffic store's included),
+answered as ``{"error": <message>}`` with the status :func:`error_status` maps its type to; anything untyped is a 500.
 """
 from __future__ import annotations
 
@@ -45,10 +48,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from lifecycle.errors import (
+    LifecycleError,
+    MalformedRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnavailableError,
+)
 from lifecycle.paths import StatePaths
 from lifecycle.serving.predlog import LogWriter
 from lifecycle.serving.scoring import FastScorer, RequestError, Schema
-from lifecycle.serving.traffic import TrafficError, TrafficStore
+from lifecycle.serving.traffic import TrafficError, TrafficStore, WeightHeldError
 from lifecycle.spec import ModelSpec
 
 log = logging.getLogger("lifecycle.gateway")
@@ -65,6 +75,20 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def _error(status: int, message: str, **extra: Any) -> Response:
     return _json({"error": message, **extra}, status)
+
+
+class ScoringError(LifecycleError):
+    """A loaded version failed to score a valid request (HTTP 500; counts against it in the canary)."""
+
+
+def error_status(err: BaseException) -> int:
+    """The gateway's one mapping from an exception to its HTTP status, by type, never by message.
+
+    A :class:`~lifecycle.errors.LifecycleError` answers with its kind's ``http_status``, looked up along the MRO so
+    the most specific kind wins (``WeightHeldError`` is a ``TrafficError``, 422, but a ``ConflictError`` first:
+    409; ``RegistryNotFoundError``: 404; ``RegistryUnavailableError``: 503); anything else is a 500.
+    """
+    return err.http_status if isinstance(err, LifecycleError) else 500
 
 
 @dataclass
@@ -224,7 +248,7 @@ class Gateway:
     def runtime(self, model: str) -> ModelRuntime:
         rt = self.models.get(model)
         if rt is None:
-            raise RequestError(f"unknown model {model!r}; served: {sorted(self.models)}", 404)
+            raise NotFoundError(f"unknown model {model!r}; served: {sorted(self.models)}")
         return rt
 
     async def load(self, model: str, version: str) -> Version:
@@ -252,10 +276,10 @@ class Gateway:
     async def unload(self, model: str, version: str) -> None:
         rt = self.runtime(model)
         if version not in rt.versions:
-            raise RequestError(f"version {version} of {model} is not loaded (loaded: {sorted(rt.versions)})", 404)
+            raise NotFoundError(f"version {version} of {model} is not loaded (loaded: {sorted(rt.versions)})")
         if rt.weights.get(version, 0) > 0:
-            raise RequestError(f"version {version} still has weight {rt.weights[version]}; move its traffic "
-                               "first", 409)
+            raise WeightHeldError(f"version {version} still has weight {rt.weights[version]}; move its traffic "
+                                  "first")
         await asyncio.to_thread(self.store.mark_loaded, model, version, False)
         async with self._lock:
             self._drop(model, version)
@@ -283,14 +307,14 @@ class Gateway:
             key = None if key is None else str(key)
         version = rt.route(key)
         if version is None:
-            raise RequestError(f"no version of {model} has traffic", 503)
+            raise UnavailableError(f"no version of {model} has traffic")
         try:
             p = version.scorer.proba(rows)
         except Exception as err:  # a version that cannot score counts against it in the canary's error rate
             rt.stats[version.version].requests.append((time.time(), (time.perf_counter() - start) * 1000, True))
             self._metrics.observe(model, version.version, "error", None)
             log.exception("gateway: %s v%s failed to score", model, version.version)
-            raise RequestError(f"{model} v{version.version} failed to score: {type(err).__name__}", 500) from err
+            raise ScoringError(f"{model} v{version.version} failed to score: {type(err).__name__}") from err
         labels = tuple((p >= version.scorer.threshold).astype(int).tolist())  # a tuple: untracked by the GC
         request_id = uuid.uuid4().hex
         now = time.time()
@@ -370,9 +394,9 @@ def _parse(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:
         if any(tok in body for tok in (b"NaN", b"Infinity")):
-            raise RequestError("NaN and Infinity are not valid feature values; send null for a missing value",
-                               400) from None
-        raise RequestError(f"malformed JSON: {err}", 400) from None
+            raise MalformedRequestError("NaN and Infinity are not valid feature values; send null for a missing "
+                                        "value") from None
+        raise MalformedRequestError(f"malformed JSON: {err}") from None
 
 
 class _Metrics:
@@ -411,10 +435,10 @@ def create_app(gateway: Gateway) -> Starlette:
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length and int(length) > MAX_BODY_BYTES:
-            raise RequestError(f"body of {length} bytes exceeds {MAX_BODY_BYTES}", 413)
+            raise PayloadTooLargeError(f"body of {length} bytes exceeds {MAX_BODY_BYTES}")
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
-            raise RequestError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}", 413)
+            raise PayloadTooLargeError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
         return body
 
     def guarded(handler, admin: bool = False):
@@ -424,12 +448,13 @@ def create_app(gateway: Gateway) -> Starlette:
                 return _error(401, "admin API needs 'Authorization: Bearer <token>' with the gateway token")
             try:
                 return await handler(request)
-            except RequestError as err:
+            except LifecycleError as err:
+                status = error_status(err)
+                if admin and isinstance(err, UnavailableError):  # e.g. the registry, on a load (rare, unlike predict)
+                    log.warning("gateway: %s on %s: %s", status, request.url.path, err)
                 if model in gateway.models:
-                    gateway._metrics.observe(model, "-", f"{err.status}", None)
-                return _error(err.status, str(err))
-            except TrafficError as err:
-                return _error(409 if "still has weight" in str(err) else 422, str(err))
+                    gateway._metrics.observe(model, "-", f"{status}", None)
+                return _error(status, str(err))
             except Exception as err:
                 log.exception("gateway: unexpected error on %s", request.url.path)
                 return _error(500, f"internal error: {type(err).__name__}")
@@ -467,24 +492,22 @@ def create_app(gateway: Gateway) -> Starlette:
     async def version(request: Request) -> Response:
         model, v = request.path_params["model"], request.path_params["version"]
         if not v.isdigit():
-            raise RequestError(f"version must be a number, got {v!r}", 400)
+            raise MalformedRequestError(f"version must be a number, got {v!r}")
         if request.method == "DELETE":
             await gateway.unload(model, v)
             return _json({"model": model, "version": v, "loaded": False})
         gateway.runtime(model)
         try:
             await gateway.load(model, v)
-        except Exception as err:
-            if "RESOURCE_DOES_NOT_EXIST" in str(err) or "not found" in str(err).lower():
-                raise RequestError(f"{model} v{v} is not in the registry", 404) from err
-            raise
+        except NotFoundError as err:  # the registry's RegistryNotFoundError
+            raise NotFoundError(f"{model} v{v} is not in the registry") from err
         return _json({"model": model, "version": v, "loaded": True})
 
     async def stats(request: Request) -> Response:
         try:
             since = float(request.query_params.get("since", "0"))
         except ValueError:
-            raise RequestError("since must be a unix timestamp in seconds", 400) from None
+            raise MalformedRequestError("since must be a unix timestamp in seconds") from None
         return _json(gateway.stats(request.path_params["model"], since))
 
     @contextlib.asynccontextmanager

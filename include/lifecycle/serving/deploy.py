@@ -9,6 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from lifecycle.errors import ConflictError
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
 from lifecycle.registry.store import CHALLENGER, CHAMPION, PREVIOUS, TAG, Registry
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DeployError(RuntimeError):
-    """A deployment that must not start or go on; the message says why."""
+class DeployError(ConflictError, RuntimeError):
+    """A deployment that must not start or go on; the message says why (HTTP 409)."""
 
 
 def start_canary(spec: ModelSpec, version: str | int, gateway: GatewayClient,

@@ -9,20 +9,37 @@ The request handler serialises its record (a few microseconds with orjson) and p
 writer thread drains it every ``flush_seconds`` and appends whole batches, so file I/O never sits on the
 request's critical path, and the thread never holds the GIL long enough to stall requests. Monitoring reads any data interval by
 listing the hour folders it covers (:func:`read_log`).
+
+Reading (one rule for every reader: :func:`complete_lines` and :func:`parse_lines`, used by :func:`read_records` and
+by monitoring's Arrow reader):
+
+* A record is a line *with* its newline: the writer appends whole batches, each ending in ``\n``. Bytes after
+  the last newline are a **torn line**, from a writer killed mid-append or one appending right now (monitoring
+  reads live files). They are ignored, even when they happen to parse (a record whose newline has not landed
+  yet is read complete next time), and counted in :attr:`ReadStats.torn`; no warning, a live log has them.
+* A complete line that is not JSON is **skipped** with a warning naming the file and line, and counted in
+  :attr:`ReadStats.damaged`; it is not an error. The writer itself can produce one: files are named by pid, so
+  a gateway restarted after dying mid-append with the same pid (routine in a container, where pids restart
+  from 1) appends after the torn line, which thereby ends up in the middle. Raising would make that hour
+  unmonitorable for good over one lost record.
 """
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+log = logging.getLogger(__name__)
 
 
 def _partition(root: Path, kind: str, model: str, ts: float) -> Path:
@@ -85,37 +102,68 @@ def log_files(root: Path, kind: str, model: str, start: dt.datetime, end: dt.dat
     return out
 
 
-def read_records(root: Path, kind: str, model: str, start: dt.datetime,
-                 end: dt.datetime) -> Iterator[dict[str, Any]]:
+@dataclass
+class ReadStats:
+    """What reading log files left out (see the module's reading rule)."""
+
+    torn: int = 0  # files ending in a torn line: ignored
+    damaged: int = 0  # complete lines that are not JSON: skipped, with a warning
+
+
+def complete_lines(path: Path, stats: ReadStats | None = None) -> bytes:
+    """The file's complete lines: its bytes up to and including the last newline. What follows is a torn line:
+    ignored and counted in ``stats.torn`` (the module's reading rule)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        if stats is not None:
+            stats.torn += 1
+        log.debug("log: ignoring a torn last line (%d bytes) of %s", len(data) - end, path)
+    return data[:end]
+
+
+def parse_lines(path: Path, data: bytes, stats: ReadStats | None = None) -> list[dict[str, Any]]:
+    """Parse complete lines of ``path`` one by one; a line that is not JSON is skipped with a warning naming the
+    file and line, and counted in ``stats.damaged`` (the module's reading rule). Blank lines are nothing."""
+    records = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as err:
+            if stats is not None:
+                stats.damaged += 1
+            log.warning("log: skipping damaged line %s:%d: %s", path, number, err)
+    return records
+
+
+def read_file(path: Path, stats: ReadStats | None = None) -> list[dict[str, Any]]:
+    """The records of one log file. The complete lines are parsed in one call (joined into a JSON array, about
+    3x faster than line by line); only a file with a damaged line is read again line by line."""
+    data = complete_lines(path, stats)
+    if not data.strip():
+        return []
+    try:
+        return orjson.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
+        return parse_lines(path, data, stats)
+
+
+def read_records(root: Path, kind: str, model: str, start: dt.datetime, end: dt.datetime,
+                 stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
     """Records of ``kind`` for ``model`` with ``start <= ts < end`` (UTC), reading only the hours covered.
 
-    Each file is parsed in one call (its lines joined into a JSON array): about 3x faster than line by line.
-    A torn last line (a writer killed mid-append) is skipped, not fatal.
+    Torn and damaged lines follow the module's reading rule; pass ``stats`` to learn how many there were.
     """
-    hour = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     lo, hi = start.timestamp(), end.timestamp()
-    while hour < end:
-        folder = root / kind / model / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
-        if folder.exists():
-            for path in sorted(folder.glob("*.jsonl")):
-                data = path.read_bytes().strip(b"\n")
-                if not data:
-                    continue
-                try:
-                    records = orjson.loads(b"[" + data.replace(b"\n", b",") + b"]")
-                except orjson.JSONDecodeError:
-                    records = []
-                    for line in data.splitlines():
-                        try:
-                            records.append(orjson.loads(line))
-                        except orjson.JSONDecodeError:
-                            continue
-                for rec in records:
-                    if lo <= rec["ts"] < hi:
-                        yield rec
-        hour += dt.timedelta(hours=1)
+    for path in log_files(root, kind, model, start, end):
+        for rec in read_file(path, stats):
+            if lo <= rec["ts"] < hi:
+                yield rec
 
 
-def read_log(root: Path, kind: str, model: str, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+def read_log(root: Path, kind: str, model: str, start: dt.datetime, end: dt.datetime,
+             stats: ReadStats | None = None) -> list[dict[str, Any]]:
     """Records of ``kind`` for ``model`` with ``start <= ts < end`` (UTC), as a list."""
-    return list(read_records(root, kind, model, start, end))
+    return list(read_records(root, kind, model, start, end, stats))

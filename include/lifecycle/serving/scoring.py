@@ -12,17 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lifecycle.errors import InvalidRequestError, MalformedRequestError, PayloadTooLargeError
+
 if TYPE_CHECKING:
     from lifecycle.spec import ModelSpec
     from lifecycle.training.packaging import LoadedModel
 
 
-class RequestError(ValueError):
-    """A bad request: the message names the row, the field and the problem; HTTP ``status``."""
+class RequestError(InvalidRequestError, ValueError):
+    """A bad request: the message names the row, the field and the problem (HTTP 422).
 
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+    Requests that cannot be read at all raise :class:`~lifecycle.errors.MalformedRequestError` (400), oversized
+    ones :class:`~lifecycle.errors.PayloadTooLargeError` (413): the status is the error's type."""
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,16 @@ class Schema:
         return frozenset(self.numeric + self.categorical)
 
     def check(self, body: Any) -> list[dict[str, Any]]:
-        """A JSON object (one row) or array (a batch) -> list of valid rows, or RequestError naming the field."""
+        """A JSON object (one row) or array (a batch) -> list of valid rows; else raise naming the field
+        (``RequestError``, or ``MalformedRequestError`` / ``PayloadTooLargeError`` for the body as a whole)."""
         rows = [body] if isinstance(body, dict) else body
         if not isinstance(rows, list):
-            raise RequestError(f"body must be a JSON object (one row) or an array of objects, got "
-                               f"{type(body).__name__}", 400)
+            raise MalformedRequestError(f"body must be a JSON object (one row) or an array of objects, got "
+                                        f"{type(body).__name__}")
         if not rows:
-            raise RequestError("empty batch: send at least one row", 400)
+            raise MalformedRequestError("empty batch: send at least one row")
         if len(rows) > self.max_rows:
-            raise RequestError(f"batch of {len(rows)} rows exceeds the limit of {self.max_rows}", 413)
+            raise PayloadTooLargeError(f"batch of {len(rows)} rows exceeds the limit of {self.max_rows}")
         names = self.names
         for i, row in enumerate(rows):
             where = f"row {i}" if len(rows) > 1 or not isinstance(body, dict) else "row"

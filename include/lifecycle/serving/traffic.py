@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from lifecycle import db
+from lifecycle.errors import ConflictError, InvalidRequestError
 from lifecycle.ledger import utcnow_iso
 
 _SCHEMA = """
@@ -29,8 +30,12 @@ CREATE TABLE IF NOT EXISTS traffic_history (
 _PG_SCHEMA = _SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
 
 
-class TrafficError(ValueError):
-    """A traffic change that cannot be applied; nothing was changed."""
+class TrafficError(InvalidRequestError, ValueError):
+    """A traffic change that cannot be applied; nothing was changed (HTTP 422)."""
+
+
+class WeightHeldError(ConflictError, TrafficError):
+    """Unloading a version that still has weight: move its traffic first (HTTP 409; still a ``TrafficError``)."""
 
 
 def validate_weights(weights: dict[str, int], loaded: set[str]) -> dict[str, int]:
@@ -88,7 +93,7 @@ class TrafficStore:
             row = conn.execute("SELECT weight FROM traffic WHERE model = ? AND version = ?",
                                (model, version)).fetchone()
             if not loaded and row and row[0] > 0:
-                raise TrafficError(f"version {version} still has weight {row[0]}; move its traffic first")
+                raise WeightHeldError(f"version {version} still has weight {row[0]}; move its traffic first")
             if row is None:
                 conn.execute("INSERT INTO traffic (model, version, weight, loaded, updated_at) VALUES (?, ?, 0, ?, ?)",
                              (model, version, int(loaded), utcnow_iso()))

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import torch.distributed as dist
 
+    from lifecycle.fileio import atomic_write
     from lifecycle.spec import get_spec
     from lifecycle.training import flow as tf
     from lifecycle.training.trainer import train
@@ -46,9 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             result = tf.train_candidate(spec, args.end, args.run_id, epochs=args.epochs, overrides=overrides,
                                         reason=args.reason, announce=announce)
             result["processes"] = dist.get_world_size()
-            tmp = args.out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result))
-            tmp.replace(args.out)
+            atomic_write(args.out, json.dumps(result))
         else:
             cfg = tf.effective_training(spec, args.epochs, overrides)
             data = tf.prepare_data(spec, cfg, tf.training_window(spec, args.end))

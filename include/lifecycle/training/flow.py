@@ -1,5 +1,8 @@
 """The train path, as four typed steps the train DAG wires: train -> evaluate -> gate -> register.
 
+Before them, the DAG's ``plan`` asks :func:`window_end` and :func:`training_window` what to train on, and
+:func:`skip_reason` whether the last training already used exactly those batches (then the run skips).
+
 Each step takes and returns small JSON-able dicts (they travel as XCom), and each is idempotent for a given
 DAG run id: a rerun reuses the MLflow run and the registered version instead of making new ones, and a retried
 training task resumes from the last checkpoint of its run.
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifecycle.data.validation import validated_batches
-from lifecycle.ledger import Ledger
+from lifecycle.ledger import Event, Ledger
 from lifecycle.paths import StatePaths
 from lifecycle.registry.store import (
     CHALLENGER,
@@ -65,6 +68,24 @@ def training_window(spec: ModelSpec, end: dt.date, paths: StatePaths | None = No
         raise EmptyWindowError(f"no validated batches for {spec.name} between {start} and {end}{why}: "
                                "nothing to train on")
     return Window(start.isoformat(), end.isoformat(), days, [str(b) for b in batches], quarantined)
+
+
+def window_end(as_of: str | dt.date | None, interval_end: dt.datetime) -> dt.date:
+    """The last day of a run's training window: ``as_of`` (ISO date) when given, else the day before the run's
+    data interval ends."""
+    if as_of:
+        return as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(as_of)
+    return (interval_end - dt.timedelta(days=1)).date()
+
+
+def skip_reason(last: Event | None, window: Window, run_id: str, force: bool = False) -> str | None:
+    """Why a run need not train: the last ``trained`` ledger event, recorded by another run, used exactly the
+    window's validated batches. None means train: nothing trained yet, new batches, ``force``, or a rerun of the
+    run that trained (it finishes its own work)."""
+    if last is None or force or last.run_id == run_id or last.details.get("batches") != window.days:
+        return None
+    return (f"v{last.version} was already trained on the same {len(window.days)} validated batches "
+            f"({window.start}..{window.end}); trigger with force=true to retrain")
 
 
 def load_window(window: Window) -> pd.DataFrame:

@@ -6,6 +6,7 @@ autocast; on CPU in float32.
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from lifecycle.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -201,12 +204,12 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
         if checkpoint_dir is not None and rank == 0:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             path = checkpoint_dir / f"epoch-{epoch:04d}.pt"
-            tmp = path.with_suffix(".tmp")
+            buffer = io.BytesIO()
             torch.save({"epoch": epoch, "architecture": arch, "model": net.state_dict(),
                         "optimizer": opt.state_dict(), "best_state": best_state, "best_loss": best_loss,
                         "best_epoch": best_epoch, "bad_epochs": bad, "history": history,
-                        "stopped": stopped_early or epoch == hp.epochs}, tmp)
-            tmp.replace(path)  # a crash mid-save never leaves a truncated "latest" checkpoint
+                        "stopped": stopped_early or epoch == hp.epochs}, buffer)
+            atomic_write(path, buffer.getvalue())  # a crash mid-save never leaves a truncated "latest" checkpoint
             checkpoints.append(path)
         if on_epoch and rank == 0:
             on_epoch(epoch, metrics, path)
