@@ -27,7 +27,7 @@ from lifecycle.ops import services  # noqa: E402
 from lifecycle.paths import StatePaths  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
-TOKEN = "bench-token"
+TOKEN = "bench-admin-token-of-at-least-32-chars"  # the gateway refuses shorter ones
 
 
 def prepare(paths: StatePaths) -> list[dict]:

@@ -107,7 +107,7 @@ def register_versions(spec, paths: StatePaths, runs: dict[str, dict], *, champio
 
 
 # --------------------------------------------------------------------------------------------- live test harness
-TOKEN = "test-admin-token"
+TOKEN = "test-admin-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 ROW = {"age": 41, "income": 52000.0, "debt_to_income": 0.31, "credit_utilization": 0.42, "num_open_accounts": 6,
        "months_employed": 30, "loan_amount": 12000.0, "home_ownership": "RENT", "loan_purpose": "car",

@@ -254,6 +254,10 @@ class ServingConfig(_Strict):
     max_batch_rows: Annotated[int, Field(gt=0, le=100_000)] = 1000
     #: Row field used as the sticky routing key when the request has no ``X-Routing-Key`` header.
     sticky_key: str | None = None
+    #: A live row outside the spec's ranges or categories: ``reject`` answers 422 naming the field (and row);
+    #: ``flag`` serves it, marks it in the prediction log (``out_of_spec``, which monitoring leaves out of its
+    #: drift statistics) and counts it in ``gateway_out_of_spec_rows_total``. Non-finite numbers: always 422.
+    out_of_spec: Literal["reject", "flag"] = "reject"
     slo: ServingSLO = ServingSLO()
 
 

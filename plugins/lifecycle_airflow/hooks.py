@@ -35,14 +35,21 @@ class GatewayHook(BaseHook):
         if not conn.password:
             raise ValueError(f"connection {self.gateway_conn_id!r} has no password: set it to the gateway's "
                              "admin token")
-        return GatewayClient(self.base_url(conn), conn.password)
+        return GatewayClient(self.base_url(conn), self._token(self.gateway_conn_id, conn))
+
+    @staticmethod
+    def _token(conn_id: str, conn: Any) -> str:
+        """The connection's password, refused (naming the connection, not the value) under 32 characters."""
+        from lifecycle.paths import check_token
+
+        return check_token(conn.password or "", f"the password of connection {conn_id!r}")
 
     @classmethod
     async def astats_endpoint(cls, conn_id: str, model: str) -> tuple[str, dict[str, str]]:
         """URL and auth headers of ``model``'s live stats, for triggers polling from the triggerer."""
         conn = await cls.aget_connection(conn_id)
         return (f"{cls.base_url(conn)}/admin/models/{model}/stats",
-                {"Authorization": f"Bearer {conn.password}"})
+                {"Authorization": f"Bearer {cls._token(conn_id, conn)}"})
 
     def test_connection(self) -> tuple[bool, str]:
         try:

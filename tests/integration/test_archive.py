@@ -31,7 +31,7 @@ from lifecycle.retirement.staging import stage
 from lifecycle.training.packaging import load_model_dir
 from tests.conftest import S3Server, register_versions
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BUCKET = "lifecycle-archive"
 
 

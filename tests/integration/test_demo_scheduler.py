@@ -14,7 +14,8 @@ from lifecycle.ops.services import free_port
 from lifecycle.paths import PROJECT_ROOT
 from tests.conftest import check_summary
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# ~10 minutes on a quiet 2-core machine; the limits leave room for a loaded one.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def demo(tmp_path_factory):
     env = {**os.environ, "LIFECYCLE_HOME": str(state), "AIRFLOW_PORT": str(free_port()),
            "LIFECYCLE_ALERTS_PORT": str(free_port()), "LIFECYCLE_GATEWAY_PORT": str(free_port())}
     done = subprocess.run([sys.executable, "-m", "lifecycle.ops.demo"], env=env, capture_output=True, text=True,
-                          timeout=900, cwd=PROJECT_ROOT)
+                          timeout=1800, cwd=PROJECT_ROOT)
     return state, done
 
 

@@ -10,7 +10,7 @@ from lifecycle.ledger import Ledger
 from lifecycle.registry.store import CHAMPION, PREVIOUS, Registry
 from tests.conftest import live_lifecycle, set_traffic, states, traffic_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FAST_CANARY = {"steps": [20, 100], "min_requests": 40, "min_seconds": 1, "max_seconds": 90, "poll_seconds": 0.5,
                "slo": {"min_feedback": 60, "alpha": 0.001, "max_p99_ms": 250}}  # v3 is far worse; v2 must not flake
 

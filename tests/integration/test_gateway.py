@@ -14,7 +14,7 @@ from lifecycle.serving.app import Gateway
 from lifecycle.training import flow as tf
 from tests.conftest import ADMIN, DAYS, ROW, TOKEN, Server, gate_days
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def registry_with_two_versions(tmp_path_factory, spec):
     """v1 (champion) and v2, trained briefly on four validated days."""
@@ -94,9 +94,11 @@ def test_nullable_feature_accepts_null(client):
     assert client.post("/v1/models/credit_default/predict", json={**ROW, "income": None}).status_code == 200
 
 
-def test_unknown_model_is_404_naming_the_served_ones(client):
-    resp = client.post("/v1/models/nope/predict", json=ROW)
-    assert resp.status_code == 404 and "served: ['credit_default']" in resp.json()["error"]
+def test_unknown_model_is_404_naming_the_served_ones_only_to_the_admin(client):
+    anonymous = client.post("/v1/models/nope/predict", json=ROW)
+    assert anonymous.status_code == 404 and "served" not in anonymous.json()["error"]
+    admin = client.post("/v1/models/nope/predict", json=ROW, headers=ADMIN)
+    assert admin.status_code == 404 and "served: ['credit_default']" in admin.json()["error"]
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}],

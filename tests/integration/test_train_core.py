@@ -8,7 +8,7 @@ from lifecycle.registry.store import Registry, RegistryUnavailableError
 from lifecycle.training import flow as tf
 from tests.conftest import DAYS, gate_days, land_days
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from lifecycle.paths import StatePaths
 from lifecycle.registry.store import Registry
 from tests.conftest import DAYS, land_days
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BROKEN = 2  # index of the broken day in DAYS
 
 

@@ -48,6 +48,7 @@ def test_sketch_keeps_missing_and_category_shares():
     assert sketch(frame.head(500), numeric, categorical, 1000).shape == (500, len(numeric + categorical))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [3, 11, 29])
 def test_sketched_decisions_agree_with_evidentlys_full_computation(seed):
     """Evidently's default DataDriftPreset on every row is the full computation; ours runs on the sketch."""
@@ -79,6 +80,7 @@ def test_sketched_decisions_agree_with_evidentlys_full_computation(seed):
         assert all(abs(direct[c] - full[c]) < 1e-9 for c in full)  # the benchmark's reference is Evidently's
 
 
+@pytest.mark.slow
 def test_detection_quality_over_ten_seeds():
     """3 stable intervals, then covariate drift ramping up: found at onset (or the next interval), never before."""
     policy = SPEC.monitoring.model_copy(update={"cooldown_minutes": 0})

@@ -184,6 +184,7 @@ def test_more_ddp_processes_than_pod_gpus_is_refused(tmp_path):
         load_spec(path)
 
 
+@pytest.mark.slow
 def test_train_task_writes_the_result_for_the_xcom_sidecar(state, spec, tmp_path):
     gate_days(spec, state)
     xcom = tmp_path / "airflow" / "xcom" / "return.json"

@@ -73,3 +73,15 @@ def test_torn_and_damaged_lines_are_read_alike_by_both_readers(state, spec, capl
     assert sorted(r["request_id"] for r in records) == sorted(interval.frame["request_id"]) == ["a", "b", "c", "d"]
     assert gateway == interval.skipped == ReadStats(torn=2, damaged=1)
     assert f"{hour10 / '3.jsonl'}:2" in caplog.text
+
+
+def test_rows_served_out_of_spec_are_marked_and_kept_out_of_drift(state, spec):
+    """``serving.out_of_spec: flag`` logs ``out_of_spec: [{"row", "fields"}]``; the reader marks exactly those
+    rows, so the monitor can leave them out of drift statistics."""
+    t = START.timestamp()
+    flagged = pred("f", t + 1, n=3) | {"out_of_spec": [{"row": 1, "fields": ["age"]}]}
+    write(state.root / "serving/predictions/credit_default/date=2026-02-01/hour=10/1.jsonl",
+          [pred("a", t + 1, n=2), flagged])
+    frame = read_interval(spec, START, START + dt.timedelta(hours=1), state).frame
+    marked = frame.loc[frame["out_of_spec"], "request_id"].tolist()
+    assert marked == ["f"] and frame["out_of_spec"].sum() == 1 and len(frame) == 5

@@ -30,7 +30,7 @@ class Interval:
 
     start: dt.datetime
     end: dt.datetime
-    frame: pd.DataFrame  # features, prediction, decision, version, request_id
+    frame: pd.DataFrame  # features, prediction, decision, version, request_id, out_of_spec (bool)
     labelled: pd.DataFrame  # version, prediction, decision, label: rows whose outcome arrived in the interval
     skipped: ReadStats = field(default_factory=ReadStats)  # torn and damaged log lines left out
 
@@ -96,7 +96,10 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     fields = [pa.field(f.name, pa.string() if f.kind == "categorical" else pa.float64()) for f in spec.data.features]
     pred_schema = pa.schema([("request_id", pa.string()), ("ts", pa.float64()), ("version", pa.string()),
                              ("rows", pa.list_(pa.struct(fields))), ("probability", pa.list_(pa.float64())),
-                             ("label", pa.list_(pa.int64()))])
+                             ("label", pa.list_(pa.int64())),
+                             # rows the gateway served although out of the spec (``serving.out_of_spec: flag``)
+                             ("out_of_spec", pa.list_(pa.struct([("row", pa.int64()),
+                                                                 ("fields", pa.list_(pa.string()))])))])
     skipped = ReadStats()
     preds = _log_table(log_files(root, "predictions", spec.name, start, end), pred_schema, lo, hi, skipped)
     p = _explode(preds, ["rows", "probability", "label"], repeat=("request_id", "version"))
@@ -111,6 +114,16 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     frame["version"] = p["version"]
     frame["request_id"] = p["request_id"]
     frame["pos"], frame["n"] = p["pos"], n
+    flags = _explode(preds, ["out_of_spec"])
+    if len(flags["out_of_spec"]):
+        import pyarrow.compute as pc
+
+        flagged = pd.DataFrame({"request_id": flags["request_id"],
+                                "pos": pc.struct_field(flags["out_of_spec"], "row").to_numpy(zero_copy_only=False)})
+        keys = pd.MultiIndex.from_frame(flagged.astype({"pos": "int64"}))
+        frame["out_of_spec"] = pd.MultiIndex.from_arrays([frame["request_id"], frame["pos"]]).isin(keys)
+    else:
+        frame["out_of_spec"] = False
 
     fb_schema = pa.schema([("request_id", pa.string()), ("ts", pa.float64()), ("label", pa.list_(pa.int64()))])
     fb = _log_table(log_files(root, "feedback", spec.name, start, end), fb_schema, lo, hi, skipped)

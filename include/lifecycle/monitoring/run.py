@@ -99,6 +99,7 @@ def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id
         "rows": len(interval.frame), "labels": len(interval.labelled), "features": len(spec.data.features),
         "drift_share": 0.0, "drifted": [], "scores": {}, "thresholds": {}, "prediction_drift": None,
         "report": None, "uncertain": [], "sketch": {}, "versions": {},
+        "out_of_spec_rows": int(interval.frame["out_of_spec"].sum()) if len(interval.frame) else 0,
     }
     if len(interval.frame):
         result["versions"] = {str(k): int(v) for k, v in interval.frame["version"].value_counts().items()}
@@ -107,9 +108,10 @@ def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id
     result["performance"] = {"labels": int(perf["labels"])} | {
         m: {"live": perf.get(m), "offline": offline.get(m)} for m in ("roc_auc", "accuracy")}
     result["performance"]["brier"] = perf.get("brier")
-    if len(interval.frame) >= spec.monitoring.min_rows:
+    in_spec = interval.frame[~interval.frame["out_of_spec"]] if len(interval.frame) else interval.frame
+    if len(in_spec) >= spec.monitoring.min_rows:  # rows served out of spec never count as drift
         reference = load_reference(spec, version, paths)
-        current = interval.frame.copy()
+        current = in_spec.drop(columns="out_of_spec")
         current.loc[current["version"] != version, PREDICTION] = np.nan  # prediction drift: the champion's only
         html = out_dir / "drift_report.html"
         drift = compute_drift(spec, reference, current, html=html)

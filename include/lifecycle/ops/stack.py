@@ -112,7 +112,7 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
     airflow_url = f"http://127.0.0.1:{api_port}"
     alerts_url = f"http://127.0.0.1:{alerts_port}/alerts"
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    token = os.environ.get("LIFECYCLE_GATEWAY_TOKEN") or paths.secret("gateway_token")
+    token = paths.gateway_token()  # refused here, before anything starts, if shorter than 32 characters
     topo = None
     if topology.enabled(paths):  # PostgreSQL, Redis, S3, MLflow server; CeleryExecutor (see lifecycle.ops.topology)
         topo = topology.Topology.for_state(paths) if already else topology.start_backends(paths, log)

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lifecycle import db
+from lifecycle.fileio import atomic_write
 from lifecycle.ops import services
 from lifecycle.paths import StatePaths
 
@@ -156,7 +157,7 @@ def start_postgres(topo: Topology, paths: StatePaths, pg_bin: Path, log=print) -
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         pwfile = data.parent / f".{data.name}.pw"
-        pwfile.write_text(topo.password)
+        atomic_write(pwfile, topo.password, mode=0o600)  # owner-only from the start, like secrets/
         if _pg_user():
             shutil.chown(data, _pg_user())
             shutil.chown(pwfile, _pg_user())

@@ -21,6 +21,13 @@ request keeps the version object it was routed to, so loads, unloads and weight 
 
 Errors: every refusal is a typed error of :mod:`lifecycle.errors` (the registry's and the traffic store's included),
 answered as ``{"error": <message>}`` with the status :func:`error_status` maps its type to; anything untyped is a 500.
+
+Hostile input (:mod:`lifecycle.serving.limits`) gets a 4xx, never a 500, and never costs unbounded memory: the body
+is streamed and refused at ``MAX_BODY_BYTES`` (413, the connection closed, so the rest is never read); a body that
+is not JSON, nests deeper than ``MAX_DEPTH`` or has the wrong shape is a 400 (a Content-Type other than JSON: 415);
+rows are checked against the spec (types, finite numbers, lengths; ranges and categories: 422, or served and flagged,
+per ``serving.out_of_spec``). Messages echo client values cut to ``ECHO_CHARS``; only a caller holding the admin
+token learns which models are served.
 """
 from __future__ import annotations
 
@@ -28,8 +35,9 @@ import asyncio
 import contextlib
 import gc
 import hmac
+import json
 import logging
-import os
+import math
 import random
 import threading
 import time
@@ -44,25 +52,39 @@ from typing import Any
 import numpy as np
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from lifecycle.errors import (
+    InvalidRequestError,
     LifecycleError,
     MalformedRequestError,
     NotFoundError,
     PayloadTooLargeError,
     UnavailableError,
 )
-from lifecycle.paths import StatePaths
+from lifecycle.paths import StatePaths, check_token
+from lifecycle.serving.limits import (
+    MAX_BODY_BYTES,
+    MAX_DEPTH,
+    MAX_ERROR_CHARS,
+    MAX_REASON_CHARS,
+    MAX_REQUEST_ID_CHARS,
+    PLAIN_NUMBER,
+    VERSION_ID,
+    cut,
+    show,
+    show_names,
+    too_deep,
+)
 from lifecycle.serving.predlog import LogWriter
 from lifecycle.serving.scoring import FastScorer, RequestError, Schema
-from lifecycle.serving.traffic import TrafficError, TrafficStore, WeightHeldError
+from lifecycle.serving.traffic import TrafficError, TrafficStore, WeightHeldError, check_weights
 from lifecycle.spec import ModelSpec
 
 log = logging.getLogger("lifecycle.gateway")
-MAX_BODY_BYTES = 4 * 1024 * 1024
 RECENT_PREDICTIONS = 500_000
 STATS_WINDOW = 400_000
 BOOTSTRAP_EVERY = 5  # sync ticks between registry look-ups for models that serve nothing yet
@@ -73,12 +95,33 @@ def _json(data: Any, status: int = 200) -> Response:
                     media_type="application/json")
 
 
-def _error(status: int, message: str, **extra: Any) -> Response:
-    return _json({"error": message, **extra}, status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    response = _json({"error": cut(message, MAX_ERROR_CHARS), **extra}, status)
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 class ScoringError(LifecycleError):
     """A loaded version failed to score a valid request (HTTP 500; counts against it in the canary)."""
+
+
+class UnknownModelError(NotFoundError):
+    """A model the gateway does not serve (404); ``served`` is told only to callers holding the admin token."""
+
+    def __init__(self, message: str, served: list[str]) -> None:
+        super().__init__(message)
+        self.served = served
+
+
+class BodyTooLargeError(PayloadTooLargeError):
+    """A body over ``MAX_BODY_BYTES`` (413): answered with ``Connection: close``, the rest never read."""
+
+
+class UnsupportedMediaTypeError(MalformedRequestError):
+    """A body declared as something other than JSON (415)."""
+
+    http_status = 415
 
 
 def error_status(err: BaseException) -> int:
@@ -170,8 +213,9 @@ def default_loader(paths: StatePaths) -> Callable[[ModelSpec, str], FastScorer]:
 
 
 def gateway_token(paths: StatePaths) -> str:
-    """``$LIFECYCLE_GATEWAY_TOKEN``, else a random token kept in the state folder (never in the repo)."""
-    return os.environ.get("LIFECYCLE_GATEWAY_TOKEN") or paths.secret("gateway_token")
+    """``$LIFECYCLE_GATEWAY_TOKEN``, else a random token kept in the state folder (never in the repo); at least
+    32 characters (:func:`lifecycle.paths.check_token`)."""
+    return paths.gateway_token()
 
 
 class Gateway:
@@ -180,7 +224,7 @@ class Gateway:
         self.paths = paths or StatePaths.current()
         self.models = {s.name: ModelRuntime(s) for s in specs}
         self.store = TrafficStore(self.paths.ledger_db)
-        self.token = token or gateway_token(self.paths)
+        self.token = check_token(token, "Gateway(token=...)") if token else gateway_token(self.paths)
         self.loader = loader or default_loader(self.paths)
         self.logs = LogWriter(self.paths.root / "serving")
         self.recent: OrderedDict[str, tuple[str, str, tuple[int, ...], tuple[float, ...], float]] = OrderedDict()
@@ -248,7 +292,7 @@ class Gateway:
     def runtime(self, model: str) -> ModelRuntime:
         rt = self.models.get(model)
         if rt is None:
-            raise NotFoundError(f"unknown model {model!r}; served: {sorted(self.models)}")
+            raise UnknownModelError(f"unknown model {show(model)}", sorted(self.models))
         return rt
 
     async def load(self, model: str, version: str) -> Version:
@@ -287,10 +331,11 @@ class Gateway:
 
     async def set_weights(self, model: str, weights: dict[str, int], reason: str) -> dict[str, int]:
         rt = self.runtime(model)
-        weights = {str(k): v for k, v in weights.items()}
-        missing = sorted(set(weights) - set(rt.versions))
+        weights = check_weights({str(k): v for k, v in weights.items()})
+        missing = sorted(set(weights) - set(rt.versions), key=int)
         if missing:
-            raise TrafficError(f"version(s) {missing} not loaded in the gateway (loaded: {sorted(rt.versions)})")
+            raise TrafficError(f"version(s) {show_names(missing)} not loaded in the gateway (loaded: "
+                               f"{sorted(rt.versions, key=int)})")
         async with self._lock:
             clean = await asyncio.to_thread(self.store.set_weights, model, weights, reason)
             rt.apply(clean)
@@ -301,7 +346,7 @@ class Gateway:
     def predict(self, model: str, body: bytes, key: str | None) -> dict[str, Any]:
         start = time.perf_counter()
         rt = self.runtime(model)
-        rows = rt.schema.check(_parse(body))
+        rows, flagged = _load(body, rt.schema.validate)
         if key is None and rt.spec.serving.sticky_key:
             key = rows[0].get(rt.spec.serving.sticky_key)
             key = None if key is None else str(key)
@@ -327,29 +372,21 @@ class Gateway:
         self.recent[request_id] = (model, version.version, decisions, tuple(p.tolist()), now)
         if len(self.recent) > RECENT_PREDICTIONS:
             self.recent.popitem(last=False)
-        self.logs.put("predictions", model, now, {"request_id": request_id, "ts": now, "model": model,
-                                                  "version": version.version, "rows": rows,
-                                                  "probability": p, "label": labels, "latency_ms": latency_ms})
+        record = {"request_id": request_id, "ts": now, "model": model, "version": version.version, "rows": rows,
+                  "probability": p, "label": labels, "latency_ms": latency_ms}
+        predictions = [{"probability": float(pi), "label": li} for pi, li in zip(p, labels, strict=True)]
+        if flagged:  # served although out of the spec's ranges or categories (serving.out_of_spec: flag)
+            record["out_of_spec"] = [{"row": i, "fields": fields} for i, fields in flagged]
+            for i, fields in flagged:
+                predictions[i]["out_of_spec"] = fields
+            self._metrics.out_of_spec(model, flagged)
+        self.logs.put("predictions", model, now, record)
         self._metrics.observe(model, version.version, "ok", latency_ms / 1000)
-        return {"request_id": request_id, "model": model, "version": version.version,
-                "predictions": [{"probability": float(pi), "label": li} for pi, li in zip(p, labels, strict=True)]}
+        return {"request_id": request_id, "model": model, "version": version.version, "predictions": predictions}
 
     def feedback(self, model: str, body: bytes) -> dict[str, Any]:
-        self.runtime(model)
-        data = _parse(body)
-        items = data if isinstance(data, list) else [data]
-        clean = []
-        for i, item in enumerate(items):
-            where = f"item {i}" if isinstance(data, list) else "feedback"
-            if not isinstance(item, dict) or set(item) - {"request_id", "label", "labels"}:
-                raise RequestError(f"{where}: expected {{\"request_id\": str, \"label\": 0|1}}")
-            rid = item.get("request_id")
-            labels = item.get("labels", [item.get("label")])
-            if not isinstance(rid, str) or not rid:
-                raise RequestError(f"{where}: request_id must be a non-empty string")
-            if not isinstance(labels, list) or any(x not in (0, 1) or isinstance(x, bool) for x in labels):
-                raise RequestError(f"{where}: label must be 0 or 1 (labels: a list of them)")
-            clean.append((rid, labels))
+        rt = self.runtime(model)
+        clean = _load(body, lambda data: _feedback_items(data, rt.schema.max_rows))
         now = time.time()
         matched = 0
         for rid, labels in clean:
@@ -389,14 +426,106 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def _parse(body: bytes) -> Any:
+#: A body refused by orjson for a number that overflows a double (``1e309``) is parsed again, up to this size,
+#: by the standard library (which reads it as infinity) so the refusal can name the row and field.
+LOCATE_BYTES = 256 * 1024
+
+
+def _load(body: bytes, check: Callable[[Any], Any]) -> Any:
+    """``check(JSON of body)``, or a 4xx: 400 for a body that is not JSON or nests deeper than ``MAX_DEPTH``,
+    422 for a number that overflows to infinity, else whatever ``check`` raises.
+
+    Depth costs nothing on the way to a valid request: every check refuses a container where a value belongs, so
+    a valid body is at most three levels deep; only a refused one is measured (iteratively), and refused as too
+    deep when it is.
+    """
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as err:
-        if any(tok in body for tok in (b"NaN", b"Infinity")):
-            raise MalformedRequestError("NaN and Infinity are not valid feature values; send null for a missing "
-                                        "value") from None
-        raise MalformedRequestError(f"malformed JSON: {err}") from None
+        raise _unparsable(body, str(err), check) from None
+    return _checked(data, check)
+
+
+def _checked(data: Any, check: Callable[[Any], Any]) -> Any:
+    try:
+        return check(data)
+    except InvalidRequestError:
+        if too_deep(data):
+            raise MalformedRequestError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        raise
+
+
+def _unparsable(body: bytes, reason: str, check: Callable[[Any], Any]) -> InvalidRequestError:
+    if "depth limit" in reason:  # orjson's own limit (1024 levels)
+        return MalformedRequestError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if "infinity" in reason:  # a number such as 1e309: valid JSON, but not a finite double
+        if len(body) <= LOCATE_BYTES:
+            try:
+                data = json.loads(body, parse_constant=_no_constant, parse_int=_bounded_int)
+            except (ValueError, RecursionError):
+                pass
+            else:
+                try:
+                    _checked(data, check)
+                except InvalidRequestError as err:
+                    return err
+        return RequestError(f"numbers must be finite: one overflows a double ({cut(reason, 120)})")
+    if any(tok in body for tok in (b"NaN", b"Infinity")):
+        return MalformedRequestError("NaN and Infinity are not valid feature values; send null for a missing value")
+    return MalformedRequestError(f"malformed JSON: {cut(reason, 200)}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _bounded_int(text: str) -> int | float:
+    """As orjson reads integers: beyond 64 bits, a float (and no 4,300-digit conversion limit to hit)."""
+    return int(text) if len(text) <= 18 else float(text)
+
+
+def _feedback_items(data: Any, max_labels: int) -> list[tuple[str, list[int]]]:
+    """``{"request_id": str, "label": 0|1}`` (or ``"labels": [0|1, ...]``), or an array of them -> (id, labels)."""
+    items = data if isinstance(data, list) else [data]
+    clean = []
+    for i, item in enumerate(items):
+        where = f"item {i}" if isinstance(data, list) else "feedback"
+        if not isinstance(item, dict) or set(item) - {"request_id", "label", "labels"}:
+            raise RequestError(f"{where}: expected {{\"request_id\": str, \"label\": 0|1}}")
+        rid = item.get("request_id")
+        labels = item.get("labels", [item.get("label")])
+        if not isinstance(rid, str) or not rid:
+            raise RequestError(f"{where}: request_id must be a non-empty string")
+        if len(rid) > MAX_REQUEST_ID_CHARS:
+            raise RequestError(f"{where}: request_id must be at most {MAX_REQUEST_ID_CHARS} characters")
+        if not isinstance(labels, list) or not labels or \
+                any(type(x) is not int or x not in (0, 1) for x in labels):
+            raise RequestError(f"{where}: label must be 0 or 1 (labels: a non-empty list of them)")
+        if len(labels) > max_labels:
+            raise RequestError(f"{where}: at most {max_labels} labels (a request's rows)")
+        clean.append((rid, labels))
+    return clean
+
+
+def _traffic_body(data: Any) -> tuple[dict[str, int], str]:
+    """The admin traffic PUT body ``{"weights": {version: percent}, "reason": str}`` -> (weights, reason)."""
+    shape = 'body must be {"weights": {version: percent}, "reason": str}'
+    if not isinstance(data, dict):
+        raise MalformedRequestError(f"{shape}, got {type(data).__name__ if data is not None else 'null'}")
+    if "weights" not in data:
+        raise MalformedRequestError(f"{shape}: weights missing")
+    extra = [k for k in data if k not in ("weights", "reason")]
+    if extra:
+        raise MalformedRequestError(f"{shape}: unknown field(s) {show_names(extra)}")
+    weights = data["weights"]
+    if not isinstance(weights, dict):
+        raise MalformedRequestError(f"weights must be an object {{version: percent}}, got {type(weights).__name__}")
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise RequestError(f"reason must be a string, got {type(reason).__name__}")
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise RequestError(f"reason must be at most {MAX_REASON_CHARS} characters, got {len(reason)}")
+    return check_weights(weights), reason or "admin API"
 
 
 class _Metrics:
@@ -411,7 +540,11 @@ class _Metrics:
         self.latency = Histogram("gateway_latency_seconds", "Predict latency (server side)", ["model", "version"],
                                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
                                  registry=self.registry)
+        self.out_of_spec_rows = Counter("gateway_out_of_spec_rows", "Rows served although out of the spec's "
+                                        "ranges or categories (serving.out_of_spec: flag), by field",
+                                        ["model", "field"], registry=self.registry)
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._flag_children: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     def observe(self, model: str, version: str, status: str, seconds: float | None) -> None:
@@ -425,6 +558,15 @@ class _Metrics:
         if seconds is not None:
             pair[1].observe(seconds)
 
+    def out_of_spec(self, model: str, flagged: list[tuple[int, list[str]]]) -> None:
+        for _, fields in flagged:
+            for name in fields:  # spec feature names only: the label set is bounded by the spec
+                child = self._flag_children.get((model, name))
+                if child is None:
+                    with self._lock:
+                        child = self._flag_children[(model, name)] = self.out_of_spec_rows.labels(model, name)
+                child.inc()
+
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
@@ -433,13 +575,31 @@ class _Metrics:
 
 def create_app(gateway: Gateway) -> Starlette:
     async def read_body(request: Request) -> bytes:
+        """The body, streamed and refused once past ``MAX_BODY_BYTES`` (a chunked upload without a length is
+        never read whole); one copy at most (none for a body that arrives in one piece)."""
+        ctype = request.headers.get("content-type")
+        if ctype:
+            media = ctype.partition(";")[0].strip().lower()
+            if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+                raise UnsupportedMediaTypeError(f"Content-Type must be application/json, got {show(media)}")
         length = request.headers.get("content-length")
-        if length and int(length) > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"body of {length} bytes exceeds {MAX_BODY_BYTES}")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
-        return body
+        if length is not None:
+            if not (length.isascii() and length.isdigit()):
+                raise MalformedRequestError(f"Content-Length must be a number of bytes, got {show(length)}")
+            if len(length) > 18 or int(length) > MAX_BODY_BYTES:  # 18 digits: int() never meets its digit limit
+                raise BodyTooLargeError(f"body of {cut(length, 24)} bytes exceeds the limit of {MAX_BODY_BYTES}")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise BodyTooLargeError(f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
+                if chunk:
+                    chunks.append(chunk)
+        except ClientDisconnect:
+            raise MalformedRequestError("the client went away before sending the whole body") from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def guarded(handler, admin: bool = False):
         async def endpoint(request: Request) -> Response:
@@ -454,7 +614,12 @@ def create_app(gateway: Gateway) -> Starlette:
                     log.warning("gateway: %s on %s: %s", status, request.url.path, err)
                 if model in gateway.models:
                     gateway._metrics.observe(model, "-", f"{status}", None)
-                return _error(status, str(err))
+                message = str(err)
+                if isinstance(err, UnknownModelError) and (admin or gateway.authorized(request)):
+                    message += f"; served: {err.served}"
+                # The rest of an oversized body is never read: close the connection rather than drain it.
+                headers = {"Connection": "close"} if isinstance(err, BodyTooLargeError) else None
+                return _error(status, message, headers)
             except Exception as err:
                 log.exception("gateway: unexpected error on %s", request.url.path)
                 return _error(500, f"internal error: {type(err).__name__}")
@@ -481,18 +646,16 @@ def create_app(gateway: Gateway) -> Starlette:
         model = request.path_params["model"]
         rt = gateway.runtime(model)
         if request.method == "PUT":
-            data = _parse(await read_body(request))
-            if not isinstance(data, dict) or "weights" not in data or set(data) - {"weights", "reason"}:
-                raise RequestError("body must be {\"weights\": {version: percent}, \"reason\": str}")
-            reason = str(data.get("reason") or "admin API")
-            await gateway.set_weights(model, data["weights"], reason)
+            weights, reason = _load(await read_body(request), _traffic_body)
+            await gateway.set_weights(model, weights, reason)
         return _json({"model": model, "weights": rt.weights, "loaded": sorted(rt.versions, key=int),
                       "history": gateway.store.history(model)[-20:]})
 
     async def version(request: Request) -> Response:
         model, v = request.path_params["model"], request.path_params["version"]
-        if not v.isdigit():
-            raise MalformedRequestError(f"version must be a number, got {v!r}")
+        if not VERSION_ID.fullmatch(v):
+            raise MalformedRequestError(f"version must be a positive integer in plain ASCII digits (no sign, "
+                                        f"leading zero or decimal point), got {show(v)}")
         if request.method == "DELETE":
             await gateway.unload(model, v)
             return _json({"model": model, "version": v, "loaded": False})
@@ -504,11 +667,18 @@ def create_app(gateway: Gateway) -> Starlette:
         return _json({"model": model, "version": v, "loaded": True})
 
     async def stats(request: Request) -> Response:
-        try:
-            since = float(request.query_params.get("since", "0"))
-        except ValueError:
-            raise MalformedRequestError("since must be a unix timestamp in seconds") from None
+        text = request.query_params.get("since", "0")
+        since = float(text) if PLAIN_NUMBER.fullmatch(text) else math.nan
+        if not math.isfinite(since):
+            raise MalformedRequestError(f"since must be a unix timestamp in seconds (a finite decimal number), got "
+                                        f"{show(text)}")
         return _json(gateway.stats(request.path_params["model"], since))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own refusals (no such route: 404, method not allowed: 405) answer like the gateway's.
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return _error(status, str(detail), dict(exc.headers or {}) if isinstance(exc, HTTPException) else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -525,4 +695,4 @@ def create_app(gateway: Gateway) -> Starlette:
               methods=["POST", "DELETE"]),
         Route("/admin/models/{model}/versions/{version}/load", guarded(version, admin=True), methods=["POST"]),
         Route("/admin/models/{model}/stats", guarded(stats, admin=True)),
-    ], lifespan=lifespan)
+    ], exception_handlers={HTTPException: http_error}, lifespan=lifespan)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifecycle.errors import InvalidRequestError, MalformedRequestError, PayloadTooLargeError
+from lifecycle.serving.limits import MAX_ID_CHARS, MAX_STRING_CHARS, cut, show, show_names
 
 if TYPE_CHECKING:
     from lifecycle.spec import ModelSpec
@@ -28,29 +29,57 @@ class RequestError(InvalidRequestError, ValueError):
 
 @dataclass(frozen=True)
 class Schema:
-    """What a valid row looks like, from the spec."""
+    """What a valid row looks like, from the spec; everything a check needs is computed once, per model load.
+
+    A row is an object holding every feature (and optionally the id column, a string of at most
+    ``MAX_ID_CHARS`` or an integer); numeric features are finite numbers (JSON ``null`` where the spec allows
+    missing values) inside the spec's ``[min, max]``; categorical ones are strings (at most ``MAX_STRING_CHARS``)
+    among the spec's categories. A wrong type, a non-finite number or an overlong string is always refused (422);
+    a value outside the spec's range or categories is refused too, unless the spec's ``serving.out_of_spec`` is
+    ``flag``: then the row is served and reported as flagged (see :meth:`validate`), its out-of-range numbers
+    clipped to the range first, so the model never scores a value it was not built for (``1e300`` would overflow
+    the network's float32 inputs to a NaN probability). The flag records which fields were clipped.
+    """
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     nullable: frozenset[str]
     allowed_extra: frozenset[str]
     max_rows: int
+    id_column: str | None = None
+    #: (name, lowest, highest, nullable) per numeric feature; a missing bound is the largest finite double, so
+    #: one chained comparison also refuses infinities.
+    bounds: tuple[tuple[str, float, float, bool], ...] = ()
+    #: (name, categories, nullable) per categorical feature.
+    categories: tuple[tuple[str, frozenset[str], bool], ...] = ()
+    flag: bool = False
+    names: frozenset[str] = frozenset()
+    names_with_extra: frozenset[str] = frozenset()
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> Schema:
         feats = spec.data.features
-        return cls(tuple(f.name for f in feats if f.kind != "categorical"),
-                   tuple(f.name for f in feats if f.kind == "categorical"),
-                   frozenset(f.name for f in feats if f.max_missing > 0),
-                   frozenset({spec.data.id_column}), spec.serving.max_batch_rows)
-
-    @property
-    def names(self) -> frozenset[str]:
-        return frozenset(self.numeric + self.categorical)
+        nullable = frozenset(f.name for f in feats if f.max_missing > 0)
+        numeric = tuple(f.name for f in feats if f.kind != "categorical")
+        categorical = tuple(f.name for f in feats if f.kind == "categorical")
+        extra = frozenset({spec.data.id_column})
+        return cls(
+            numeric, categorical, nullable, extra, spec.serving.max_batch_rows, spec.data.id_column,
+            tuple((f.name, -_FLOAT_MAX if f.min is None else float(f.min),
+                   _FLOAT_MAX if f.max is None else float(f.max), f.name in nullable)
+                  for f in feats if f.kind != "categorical"),
+            tuple((f.name, frozenset(f.categories or ()), f.name in nullable)
+                  for f in feats if f.kind == "categorical"),
+            spec.serving.out_of_spec == "flag", frozenset(numeric + categorical),
+            frozenset(numeric + categorical) | extra)
 
     def check(self, body: Any) -> list[dict[str, Any]]:
         """A JSON object (one row) or array (a batch) -> list of valid rows; else raise naming the field
         (``RequestError``, or ``MalformedRequestError`` / ``PayloadTooLargeError`` for the body as a whole)."""
+        return self.validate(body)[0]
+
+    def validate(self, body: Any) -> tuple[list[dict[str, Any]], list[tuple[int, list[str]]]]:
+        """:meth:`check`, and the rows served although out of spec (``flag`` mode): ``[(row index, fields)]``."""
         rows = [body] if isinstance(body, dict) else body
         if not isinstance(rows, list):
             raise MalformedRequestError(f"body must be a JSON object (one row) or an array of objects, got "
@@ -59,75 +88,125 @@ class Schema:
             raise MalformedRequestError("empty batch: send at least one row")
         if len(rows) > self.max_rows:
             raise PayloadTooLargeError(f"batch of {len(rows)} rows exceeds the limit of {self.max_rows}")
-        names = self.names
+        names, bounds, categories = self.names, self.bounds, self.categories
+        flagged: list[tuple[int, list[str]]] = []
         for i, row in enumerate(rows):
-            where = f"row {i}" if len(rows) > 1 or not isinstance(body, dict) else "row"
-            if not isinstance(row, dict):
-                raise RequestError(f"{where}: must be an object of feature values, got {type(row).__name__}")
-            keys = row.keys()
-            if keys != names:
-                missing = sorted(names - keys)
-                extra = sorted(keys - names - self.allowed_extra)
-                if missing:
-                    raise RequestError(f"{where}: missing feature(s) {missing}")
-                if extra:
-                    raise RequestError(f"{where}: unknown field(s) {extra}; expected {sorted(names)}")
-            for name in self.numeric:
+            if type(row) is not dict:
+                raise RequestError(f"{self._where(i, body)}: must be an object of feature values, got "
+                                   f"{type(row).__name__}")
+            if row.keys() != names:
+                self._check_fields(i, body, row)
+            bad: list[str] | None = None
+            for name, lo, hi, nullable in bounds:
                 value = row[name]
-                if value is None:
-                    if name not in self.nullable:
-                        raise RequestError(f"{where}: {name} must not be null")
-                elif isinstance(value, bool) or not isinstance(value, int | float):
-                    raise RequestError(f"{where}: {name} must be a number, got {type(value).__name__} {value!r}")
-                elif not math.isfinite(value):
-                    raise RequestError(f"{where}: {name} must be finite, got {value}")
-            for name in self.categorical:
+                if (type(value) is float or type(value) is int) and lo <= value <= hi:
+                    continue
+                if value is None and nullable:
+                    continue
+                self._check_number(i, body, name, value, lo, hi)
+                (bad := bad if bad is not None else []).append(name)
+            for name, allowed, nullable in categories:
                 value = row[name]
-                if not isinstance(value, str) and not (value is None and name in self.nullable):
-                    raise RequestError(f"{where}: {name} must be a string, got {type(value).__name__} {value!r}")
-        return rows
+                if type(value) is str and value in allowed:
+                    continue
+                if value is None and nullable:
+                    continue
+                self._check_category(i, body, name, value, allowed)
+                (bad := bad if bad is not None else []).append(name)
+            if bad is not None:
+                flagged.append((i, bad))
+                clipped = {name: min(max(row[name], lo), hi) for name, lo, hi, _ in bounds
+                           if name in bad and type(row[name]) in (int, float)}
+                if clipped:
+                    rows[i] = {**row, **clipped}
+        return rows, flagged
+
+    # ---- the slow paths: a value the fast path did not accept. Each raises, or returns when the value is only
+    # out of the spec's range or categories and the spec flags such rows.
+    @staticmethod
+    def _where(i: int, body: Any) -> str:
+        return "row" if isinstance(body, dict) else f"row {i}"
+
+    def _check_fields(self, i: int, body: Any, row: dict[str, Any]) -> None:
+        keys = row.keys()
+        if keys != self.names_with_extra:
+            where = self._where(i, body)
+            missing = self.names - keys
+            if missing:
+                raise RequestError(f"{where}: missing feature(s) {sorted(missing)}")
+            extra = [k for k in keys if k not in self.names_with_extra]
+            if extra:
+                raise RequestError(f"{where}: unknown field(s) {show_names(extra)}; expected {sorted(self.names)}")
+        if self.id_column is not None and self.id_column in row:
+            value = row[self.id_column]
+            if type(value) is str:
+                if len(value) > MAX_ID_CHARS:
+                    raise RequestError(f"{self._where(i, body)}: {self.id_column} must be at most {MAX_ID_CHARS} "
+                                       f"characters, got {len(value)}")
+            elif type(value) is not int:
+                raise RequestError(f"{self._where(i, body)}: {self.id_column} must be a string or an integer, got "
+                                   f"{type(value).__name__} {show(value)}")
+
+    def _check_number(self, i: int, body: Any, name: str, value: Any, lo: float, hi: float) -> None:
+        where = self._where(i, body)
+        if value is None:
+            raise RequestError(f"{where}: {name} must not be null")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RequestError(f"{where}: {name} must be a number, got {type(value).__name__} {show(value)}")
+        if not math.isfinite(value):
+            raise RequestError(f"{where}: {name} must be finite, got {value}")
+        if not self.flag:
+            raise RequestError(f"{where}: {name} {show(value)} is out of spec: outside [{_bound(lo)}, {_bound(hi)}]")
+
+    def _check_category(self, i: int, body: Any, name: str, value: Any, allowed: frozenset[str]) -> None:
+        where = self._where(i, body)
+        if value is None:
+            raise RequestError(f"{where}: {name} must not be null")
+        if not isinstance(value, str):
+            raise RequestError(f"{where}: {name} must be a string, got {type(value).__name__} {show(value)}")
+        if len(value) > MAX_STRING_CHARS:
+            raise RequestError(f"{where}: {name} must be at most {MAX_STRING_CHARS} characters, got {len(value)}")
+        if not self.flag:
+            raise RequestError(f"{where}: {name} {show(value)} is out of spec: not one of "
+                               f"{cut(str(sorted(allowed)), 300)}")
+
+
+_FLOAT_MAX = float(np.finfo(np.float32).max)  # no bound: the largest value the network's inputs can hold
+
+
+def _bound(x: float) -> str:
+    if abs(x) == _FLOAT_MAX:
+        return f"{x:.3g} (float32)"
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
 
 
 class FastScorer:
-    """NumPy forward pass of a :class:`~lifecycle.training.packaging.LoadedModel` over a list of JSON rows."""
+    """NumPy forward pass of a :class:`~lifecycle.training.packaging.LoadedModel` over a list of JSON rows.
+
+    The features come from the model's own :class:`~lifecycle.training.preprocessing.Preprocessor`
+    (:meth:`~lifecycle.training.preprocessing.Preprocessor.transform_rows`: the code training and the pyfunc use,
+    the same float32 matrix); only the forward pass is NumPy's, in float64 over the float32 weights, and
+    ``tests/unit/test_scoring_parity.py`` holds it equal to the pyfunc to 1e-6.
+    """
 
     def __init__(self, model: LoadedModel) -> None:
-        pre = model.preprocessor
+        self.preprocessor = model.preprocessor
         self.threshold = model.threshold
-        self.numeric = [(c.name, c.median, c.mean, c.std, c.log, c.indicator) for c in pre.numeric]
-        self.categorical = [(c.name, {v: i for i, v in enumerate(c.categories)}, len(c.categories))
-                            for c in pre.categorical]
-        self.width = pre.width
+        self.width = model.preprocessor.width
         linears = [m for m in model.module.net if m.__class__.__name__ == "Linear"]
         self.layers = [(m.weight.detach().numpy().T.astype(np.float64).copy(),
                         m.bias.detach().numpy().astype(np.float64).copy()) for m in linears]
 
     def features(self, rows: list[dict[str, Any]]) -> np.ndarray:
-        n = len(rows)
-        x = np.zeros((n, self.width))
-        j = 0
-        for name, median, mean, std, log, indicator in self.numeric:
-            col = np.array([r[name] for r in rows], dtype=np.float64)
-            missing = np.isnan(col)
-            col[missing] = median
-            if log:
-                col = np.log1p(np.maximum(col, 0))
-            x[:, j] = (col - mean) / std
-            j += 1
-            if indicator:
-                x[:, j] = missing
-                j += 1
-        for name, index, k in self.categorical:
-            for i, r in enumerate(rows):
-                x[i, j + index.get(r[name], k)] = 1.0
-            j += k + 1
-        return x
+        """The model's input matrix (float32), exactly as the pyfunc computes it."""
+        return self.preprocessor.transform_rows(rows)
 
     def proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
-        h = self.features(rows)
+        h = self.features(rows).astype(np.float64)
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
             h = h @ w + b
             if i < last:
                 np.maximum(h, 0, out=h)
-        return 1.0 / (1.0 + np.exp(-h[:, 0]))
+        # exp(700) is finite: a hugely negative logit gives ~0, as torch's sigmoid does, with no overflow warning.
+        return 1.0 / (1.0 + np.exp(-np.maximum(h[:, 0], -700.0)))

@@ -9,6 +9,7 @@ import json
 from lifecycle import db
 from lifecycle.errors import ConflictError, InvalidRequestError
 from lifecycle.ledger import utcnow_iso
+from lifecycle.serving.limits import VERSION_ID, show
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traffic (
@@ -38,19 +39,30 @@ class WeightHeldError(ConflictError, TrafficError):
     """Unloading a version that still has weight: move its traffic first (HTTP 409; still a ``TrafficError``)."""
 
 
-def validate_weights(weights: dict[str, int], loaded: set[str]) -> dict[str, int]:
-    """Weights must be integers in [0, 100] summing to 100, over loaded versions only."""
+def check_weights(weights: dict[str, int]) -> dict[str, int]:
+    """The checks that need no state: a non-empty object of version ids (positive integers in plain ASCII digits)
+    to integer percents in [0, 100]; messages echo at most ``ECHO_CHARS`` of a bad id or weight."""
     if not isinstance(weights, dict) or not weights:
         raise TrafficError("weights must be a non-empty object {version: percent}")
-    clean: dict[str, int] = {}
     for version, weight in weights.items():
+        if not isinstance(version, str) or not VERSION_ID.fullmatch(version):
+            raise TrafficError(f"version {show(version)} must be a positive integer in plain ASCII digits (no sign, "
+                               "leading zero or decimal point)")
         if isinstance(weight, bool) or not isinstance(weight, int):
-            raise TrafficError(f"weight of version {version} must be an integer percent, got {weight!r}")
+            raise TrafficError(f"weight of version {version} must be an integer percent, got {show(weight)}")
         if not 0 <= weight <= 100:
             raise TrafficError(f"weight of version {version} must be between 0 and 100, got {weight}")
-        if str(version) not in loaded:
+    return weights
+
+
+def validate_weights(weights: dict[str, int], loaded: set[str]) -> dict[str, int]:
+    """Weights must be integers in [0, 100] summing to 100, over loaded versions only."""
+    weights = check_weights({str(k): v for k, v in weights.items()} if isinstance(weights, dict) else weights)
+    clean: dict[str, int] = {}
+    for version, weight in weights.items():
+        if version not in loaded:
             raise TrafficError(f"version {version} is not loaded in the gateway (loaded: {sorted(loaded) or 'none'})")
-        clean[str(version)] = weight
+        clean[version] = weight
     total = sum(clean.values())
     if total != 100:
         raise TrafficError(f"weights must sum to 100, got {total} ({clean})")

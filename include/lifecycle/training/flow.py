@@ -160,7 +160,7 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
     run_ctx = (mlflow.start_run(run_id=previous.info.run_id) if previous is not None
                else mlflow.start_run(experiment_id=exp_id, run_name=f"train {window.end} ({dag_run_id})"))
     with run_ctx as run:
-        ckpt_dir = paths.checkpoints / spec.name / run.info.run_id
+        ckpt_dir = paths.checkpoint_dir(spec.name, run.info.run_id)  # this run's own: no other run touches it
         if previous is not None and latest_checkpoint(ckpt_dir) is None:
             _restore_checkpoint(run.info.run_id, ckpt_dir)
         if previous is None:
@@ -297,16 +297,20 @@ def _log_reference(spec: ModelSpec, train_df: pd.DataFrame, pre: Any, outcome: A
 
 
 def _restore_checkpoint(run_id: str, ckpt_dir: Path) -> None:
-    """A retried task on another worker: fetch the newest checkpoint from the run's artifacts."""
+    """A retried task on another worker: fetch the newest checkpoint from the run's artifacts.
+
+    The download lands in a private temp folder inside the run's own ``ckpt_dir`` (never a folder shared with
+    other runs), then is renamed into place: the checkpoint appears whole or not at all.
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
     files = sorted(f.path for f in client.list_artifacts(run_id, "checkpoints") if f.path.endswith(".pt"))
     if files:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        client.download_artifacts(run_id, files[-1], str(ckpt_dir.parent / "_download"))
-        src = ckpt_dir.parent / "_download" / files[-1]
-        src.replace(ckpt_dir / Path(files[-1]).name)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=ckpt_dir) as tmp:
+            local = Path(client.download_artifacts(run_id, files[-1], tmp))
+            local.replace(ckpt_dir / Path(files[-1]).name)
         log.info("training: restored checkpoint %s from the MLflow run", files[-1])
 
 

@@ -7,6 +7,7 @@ categories plus an "unknown" slot, so a new category at serving time is absorbed
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,11 @@ class NumericColumn:
 class CategoricalColumn:
     name: str
     categories: list[str]
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """category -> its one-hot slot (not a field: not in :meth:`Preprocessor.to_dict`)."""
+        return {v: i for i, v in enumerate(self.categories)}
 
 
 @dataclass
@@ -82,26 +88,46 @@ class Preprocessor:
         return cls(numeric, categorical)
 
     def transform(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """Columns -> float32 matrix (rows x width). Works on a DataFrame or a dict of lists."""
-        parts = []
+        """Columns -> float32 matrix (rows x width). Works on a DataFrame or a dict of lists.
+
+        Every value is computed in float64 and rounded once to float32 as it is stored. Few array operations per
+        call: the serving gateway runs this for every request (through :meth:`transform_rows`).
+        """
+        names = self.input_columns
+        n = len(columns[names[0]]) if names else 0
+        out = np.zeros((n, self.width), dtype=np.float32)
+        j = 0
         for c in self.numeric:
             raw = _as_float(columns[c.name])
             missing = np.isnan(raw)
-            filled = np.where(missing, c.median, raw)
+            filled = raw.copy()  # raw may be the caller's own array
+            filled[missing] = c.median
             if c.log:
                 filled = np.log1p(np.maximum(filled, 0))
-            parts.append(((filled - c.mean) / c.std)[:, None])
+            out[:, j] = (filled - c.mean) / c.std
+            j += 1
             if c.indicator:
-                parts.append(missing.astype(np.float64)[:, None])
+                out[:, j] = missing
+                j += 1
+        ones: list[int] = []  # the flat positions in ``out`` of every one-hot 1
+        width = self.width
         for c in self.categorical:
-            values = np.asarray(columns[c.name], dtype=object)
-            index = {v: i for i, v in enumerate(c.categories)}
-            codes = np.fromiter((index.get(v, len(c.categories)) for v in values), dtype=np.int64,
-                                count=len(values))
-            onehot = np.zeros((len(values), len(c.categories) + 1))
-            onehot[np.arange(len(values)), codes] = 1.0
-            parts.append(onehot)
-        return np.hstack(parts).astype(np.float32)
+            column = columns[c.name]
+            values = column if isinstance(column, list) else np.asarray(column, dtype=object)
+            index, unknown = c.index, j + len(c.categories)  # the last slot: unknown (or missing) category
+            ones += [i * width + (j + index[v] if v in index else unknown) for i, v in enumerate(values)]
+            j = unknown + 1
+        if ones:
+            np.put(out, ones, 1.0)
+        return out
+
+    def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """JSON rows (dicts of feature values, ``None`` for a missing one) -> the float32 matrix :meth:`transform`
+        gives for the same values as columns, by that same code: the serving gateway's path (no pandas).
+
+        Extra keys are ignored; a missing key is a ``KeyError`` (the gateway validates rows first).
+        """
+        return self.transform({name: [row[name] for row in rows] for name in self.input_columns})
 
     def to_dict(self) -> dict[str, Any]:
         return {"numeric": [asdict(c) for c in self.numeric],
@@ -119,4 +145,6 @@ def _as_float(values: Sequence[Any]) -> np.ndarray:
         return values.astype(np.float64, copy=False)
     if hasattr(values, "to_numpy"):  # pandas Series, including nullable extension dtypes
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if isinstance(values, list):  # JSON rows: NumPy reads None as NaN itself
+        return np.array(values, dtype=np.float64)
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)

@@ -97,6 +97,21 @@ def latest_checkpoint(folder: Path | None) -> Path | None:
     return found[-1] if found else None
 
 
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`train`, read with ``weights_only=True``: tensors and plain values only.
+
+    A file holding any other pickled object (which unpickling would run code to build) is refused with a
+    :class:`TrainingError`, before anything in it is executed.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise TrainingError(f"checkpoint {path} holds objects other than tensors and plain values; refused "
+                            f"(weights_only): {str(err).splitlines()[0][:300]}") from err
+
+
 def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
           checkpoint_dir: Path | None = None,
           on_epoch: Callable[[int, dict[str, float], Path | None], None] | None = None) -> TrainOutcome:
@@ -135,7 +150,7 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
         dist.barrier()  # rank 0 may have just fetched the newest checkpoint from the MLflow run
     ckpt = latest_checkpoint(checkpoint_dir)
     if ckpt is not None:
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = load_checkpoint(ckpt, device)
         if state["architecture"] != arch:
             raise TrainingError(f"checkpoint {ckpt} was made for another architecture {state['architecture']}; "
                                 f"this run wants {arch}; clear the checkpoint folder to start over")
