@@ -65,7 +65,7 @@ def build_train(spec):
             params = context["params"]
             with fail_fast():
                 effective_training(spec, params.get("epochs"), params.get("overrides"))  # bad overrides: now
-                window = training_window(spec, window_end(params.get("as_of"), context["data_interval_end"]))
+                window = training_window(spec, window_end(params.get("as_of"), context.get("data_interval_end")))
             skip = skip_reason(Ledger().last(spec.name, "trained"), window, context["run_id"],
                                bool(params.get("force")))
             if skip:

@@ -191,15 +191,14 @@ def write_spec(folder: Path, **sections: Any) -> Path:
 def live_lifecycle(root: Path, runs: dict[str, dict], *, spec_sections: dict[str, Any] | None = None,
                    evaluate: bool = False, serve: bool = True, loaded: dict[str, int] | None = None,
                    client_rate: float = 0.0, feedback_delay: tuple[float, float] = (0.2, 1.0),
-                   sync_seconds: float = 0.5, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+                   sync_seconds: float = 0.5, env: dict[str, str] | None = None,
+                   dags: bool = True) -> Iterator[dict[str, Any]]:
     """A private lifecycle for one test module: a spec with ``spec_sections`` replaced, versions registered from
     ``runs`` (v1 champion), the gateway over HTTP (``serve``) with ``loaded`` weights, simulated clients at
-    ``client_rate`` req/s, Airflow connections to it, and a DagBag of the project's DAGs.
+    ``client_rate`` req/s, Airflow connections to it, and (``dags``) a DagBag of the project's DAGs.
 
-    Yields ``{"paths", "spec", "bag", "mp", "server", "clients", "root"}`` (server/clients None when not started).
+    Yields ``{"paths", "spec", "bag", "mp", "server", "clients", "root"}`` (None for what was not started).
     """
-    from airflow.dag_processing.dagbag import DagBag
-
     from lifecycle.spec import get_spec
 
     specs = write_spec(root / "specs", **(spec_sections or {}))
@@ -231,9 +230,12 @@ def live_lifecycle(root: Path, runs: dict[str, dict], *, spec_sections: dict[str
                                                feedback_delay=feedback_delay).start()
                     stack.callback(clients.stop)
                     live["clients"] = clients
-            bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-            assert not bag.import_errors
-            live["bag"] = bag
+            live["bag"] = None
+            if dags:
+                from airflow.dag_processing.dagbag import DagBag
+
+                live["bag"] = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+                assert not live["bag"].import_errors
             yield live
 
 

@@ -280,3 +280,37 @@ def check_refusal(case: Case, resp: httpx.Response) -> None:
         assert case.fragment in error, f"{case.id}: {error!r}"
     if case.absent:
         assert case.absent not in error, f"{case.id}: {error!r}"
+
+
+def markdown() -> str:
+    """The corpus as the README's "bad input -> answer" tables: a summary per route, then every case."""
+    from collections import Counter
+
+    def route(case: Case) -> str:
+        return case.path.split("?")[0].replace(MODEL, "{model}").rstrip("/")
+
+    summary = Counter((case.method, _route_group(route(case)), case.status) for case in CASES)
+    lines = ["| route | answer | cases |", "| --- | --- | --- |"]
+    lines += [f"| `{method} {group}` | {status} | {n} |" for (method, group, status), n in sorted(summary.items())]
+    lines += ["", f"All {len(CASES)} cases (id, request, answer, what the error must say):", "",
+              "| case | request | answer | error names |", "| --- | --- | --- | --- |"]
+    for case in CASES:
+        lines.append(f"| `{case.id}` | `{case.method} {_route_group(route(case))}` | {case.status} | "
+                     f"{(case.fragment or '').replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _route_group(path: str) -> str:
+    parts = path.split("/")
+    if len(parts) > 3 and parts[2] == "models" and parts[3] != "{model}":  # /v1|admin/models/<unknown>/...
+        parts[3] = "{unknown model}"
+    if len(parts) > 5 and parts[4] == "versions":  # /admin/models/{model}/versions/<id>[/load]
+        parts[5] = "{version}"
+    return "/".join(parts)
+
+
+if __name__ == "__main__":  # python -m tests.hostile_corpus > docs/hostile-input.md
+    print("# Hostile input to the gateway, and the answer each gets\n\nGenerated from `tests/hostile_corpus.py` "
+          "(`python -m tests.hostile_corpus`), the corpus both hostile-input tests run: in process and over real "
+          "HTTP. Every answer is a JSON `{\"error\": ...}` under 1 KB; no admin case changes the weights.\n")
+    print(markdown())

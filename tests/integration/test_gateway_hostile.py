@@ -10,27 +10,20 @@ import socket
 import httpx
 import pytest
 
-from lifecycle.serving.app import Gateway
 from lifecycle.serving.limits import MAX_BODY_BYTES
-from tests.conftest import ADMIN, ROW, TOKEN, Server, register_versions, set_traffic
+from tests.conftest import ADMIN, ROW, live_lifecycle
 from tests.hostile_corpus import CASES, PREDICT, TRAFFIC, WEIGHTS, Case, check_refusal, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, spec):
+def server(tmp_path_factory):
     """v1 (champion) and v2, trained briefly; the gateway serving them at ``WEIGHTS``."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LIFECYCLE_HOME", str(tmp_path_factory.mktemp("hostile") / "state"))
-        from lifecycle.paths import StatePaths
-
-        paths = StatePaths.current()
-        register_versions(spec, paths, {"r1": {"epochs": 2, "overrides": {"seed": 1}},
-                                        "r2": {"epochs": 2, "overrides": {"seed": 2}}})
-        with Server(Gateway([spec], paths, token=TOKEN, sync_seconds=0.2)) as srv:
-            set_traffic(srv.url, WEIGHTS)
-            yield srv
+    runs = {"r1": {"epochs": 2, "overrides": {"seed": 1}}, "r2": {"epochs": 2, "overrides": {"seed": 2}}}
+    with live_lifecycle(tmp_path_factory.mktemp("hostile"), runs, loaded=WEIGHTS, sync_seconds=0.2,
+                        dags=False) as live:
+        yield live["server"]
 
 
 @pytest.fixture

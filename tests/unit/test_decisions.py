@@ -12,7 +12,7 @@ from lifecycle.monitoring.policy import PolicyDecision
 from lifecycle.monitoring.response import DriftResponse, is_backfill, respond
 from lifecycle.retirement.archive import ChecksumMismatchError, LocalStore, write_archive
 from lifecycle.retirement.retire import check_manifest_digest, verify
-from lifecycle.training.flow import Window, skip_reason, window_end
+from lifecycle.training.flow import EmptyWindowError, Window, skip_reason, window_end
 
 # ------------------------------------------------------------------------------------------ monitor: respond
 
@@ -196,3 +196,10 @@ def test_verify_reads_every_file_and_checks_the_manifest_digest(tmp_path):
     assert digest == result.manifest_sha256 and [f["path"] for f in manifest["files"]] == ["model/weights.pt"]
     with pytest.raises(ChecksumMismatchError, match="changed since it was written"):
         verify(store, "credit_default", "2", "0" * 64)
+
+
+def test_window_end_of_a_manual_run_uses_as_of_and_needs_it():
+    """A run triggered without a data interval (REST, CLI) has no ``data_interval_end`` in its context."""
+    assert window_end("2026-02-03", None) == dt.date(2026, 2, 3)
+    with pytest.raises(EmptyWindowError, match="as_of"):
+        window_end(None, None)

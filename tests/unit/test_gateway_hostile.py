@@ -243,3 +243,11 @@ def test_a_content_length_that_is_not_a_plain_size_is_refused(served, length, st
     gateway, _ = served
     code, _, body, consumed = _asgi_post(create_app(gateway), [b"{}"], {"Content-Length": length})
     assert code == status and consumed == 0 and len(body) < 1024
+
+
+def test_the_readme_table_of_bad_input_is_the_corpus():
+    """``docs/hostile-input.md`` is generated from the corpus (``python -m tests.hostile_corpus``): never stale."""
+    from tests.hostile_corpus import markdown
+
+    doc = (Path(__file__).parents[2] / "docs" / "hostile-input.md").read_text()
+    assert markdown() in doc, "docs/hostile-input.md is stale: python -m tests.hostile_corpus > docs/hostile-input.md"

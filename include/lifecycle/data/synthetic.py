@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from lifecycle.data.frames import batch_name
 from lifecycle.fileio import atomic_write
 from lifecycle.paths import StatePaths
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lifecycle.spec import ModelSpec
-from lifecycle.data.frames import batch_name
 
 ScenarioKind = Literal["stable", "broken", "covariate_drift", "concept_drift"]
 

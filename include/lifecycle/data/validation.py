@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifecycle.data.frames import batch_name
+from lifecycle.data.frames import FLOAT_TYPES, TEXT_TYPES, batch_name, numpy_dtypes
 from lifecycle.fileio import atomic_write
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lifecycle.spec import ModelSpec
-from lifecycle.data.frames import FLOAT_TYPES, TEXT_TYPES, numpy_dtypes
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifecycle.fileio import atomic_write
+from lifecycle.monitoring.sketch import _js, _wasserstein_norm, sketch, sketch_error
+from lifecycle.registry.artifacts import PREDICTION
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from lifecycle.spec import ModelSpec, MonitoringPolicy
-from lifecycle.monitoring.sketch import _js, _wasserstein_norm, sketch, sketch_error
-from lifecycle.registry.artifacts import PREDICTION
 
 # ---------------------------------------------------------------------------------------------- drift (Evidently)
 

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifecycle.paths import StatePaths
+from lifecycle.registry.artifacts import PREDICTION
+from lifecycle.serving.predlog import ReadStats, complete_lines, log_files, parse_lines
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from lifecycle.spec import ModelSpec
-from lifecycle.registry.artifacts import PREDICTION
-from lifecycle.serving.predlog import ReadStats, complete_lines, log_files, parse_lines
 
 log = logging.getLogger(__name__)
 

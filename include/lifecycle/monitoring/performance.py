@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lifecycle.paths import StatePaths
+from lifecycle.registry.artifacts import PREDICTION
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from lifecycle.spec import ModelSpec
-from lifecycle.registry.artifacts import PREDICTION
 
 # ------------------------------------------------------------------------------------------ live performance
 

@@ -21,17 +21,17 @@ import numpy as np
 
 from lifecycle.data.validation import validated_days
 from lifecycle.fileio import atomic_write
+from lifecycle.monitoring.drift import compute_drift
+from lifecycle.monitoring.logs import read_interval
+from lifecycle.monitoring.performance import live_performance, offline_metrics
 from lifecycle.paths import StatePaths
+from lifecycle.registry.artifacts import PREDICTION, REFERENCE_ARTIFACT
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from lifecycle.monitoring.response import DriftResponse
     from lifecycle.spec import ModelSpec
-from lifecycle.monitoring.drift import compute_drift
-from lifecycle.monitoring.logs import read_interval
-from lifecycle.monitoring.performance import live_performance, offline_metrics
-from lifecycle.registry.artifacts import PREDICTION, REFERENCE_ARTIFACT
 
 log = logging.getLogger(__name__)
 

@@ -70,11 +70,14 @@ def training_window(spec: ModelSpec, end: dt.date, paths: StatePaths | None = No
     return Window(start.isoformat(), end.isoformat(), days, [str(b) for b in batches], quarantined)
 
 
-def window_end(as_of: str | dt.date | None, interval_end: dt.datetime) -> dt.date:
+def window_end(as_of: str | dt.date | None, interval_end: dt.datetime | None) -> dt.date:
     """The last day of a run's training window: ``as_of`` (ISO date) when given, else the day before the run's
-    data interval ends."""
+    data interval ends. A manual run has no data interval: it must name ``as_of``."""
     if as_of:
         return as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(as_of)
+    if interval_end is None:
+        raise EmptyWindowError("this run has no data interval (a manual trigger): set the as_of param to the "
+                               "last day to train on")
     return (interval_end - dt.timedelta(days=1)).date()
 
 
