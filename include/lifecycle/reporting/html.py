@@ -24,15 +24,15 @@ from lifecycle.clock import parse_utc
 from lifecycle.fileio import atomic_write
 from lifecycle.ledger import EVENTS, Event
 from lifecycle.paths import StatePaths
+from lifecycle.registry.store import CHAMPION, TAG
 
 __all__ = ["LANES", "VersionInfo", "default_report_path", "render_report", "write_report"]
 
-# Registry tags shown in the versions table (written by trainflow with the ``lifecycle.`` prefix).
-TAG_DATA_BATCHES = "lifecycle.data_batches"
-TAG_CODE_VERSION = "lifecycle.code_version"
-TAG_GATE_REASON = "lifecycle.gate_reason"
+# Registry tags shown in the versions table (written by training.flow with the registry's prefix).
+TAG_DATA_BATCHES = f"{TAG}data_batches"
+TAG_CODE_VERSION = f"{TAG}code_version"
+TAG_GATE_REASON = f"{TAG}gate_reason"
 KEY_METRICS = ("roc_auc", "log_loss", "calibration_error")
-CHAMPION = "champion"
 
 # One timeline lane per event family, top to bottom. Events not named here go to "monitoring" when they are
 # about drift, else to an "other" lane that is drawn only when such events exist.

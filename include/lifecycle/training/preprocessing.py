@@ -95,7 +95,8 @@ class Preprocessor:
         """
         names = self.input_columns
         n = len(columns[names[0]]) if names else 0
-        out = np.zeros((n, self.width), dtype=np.float32)
+        width = self.width
+        out = np.zeros((n, width), dtype=np.float32)
         j = 0
         for c in self.numeric:
             raw = _as_float(columns[c.name])
@@ -110,7 +111,6 @@ class Preprocessor:
                 out[:, j] = missing
                 j += 1
         ones: list[int] = []  # the flat positions in ``out`` of every one-hot 1
-        width = self.width
         for c in self.categorical:
             column = columns[c.name]
             values = column if isinstance(column, list) else np.asarray(column, dtype=object)
