@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-distributed test-unit test-integration lint up down status bench-orchestration bench-serving bench-drift bench-registry lock clean
+.PHONY: venv demo test test-distributed test-unit test-integration lint up down status bench-orchestration bench-serving bench-drift bench-registry bench-airflow-db lock clean
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -49,7 +49,7 @@ lock: venv
 	@bash scripts/lock.sh
 
 clean: down
-	@if [ -x $(PY) ]; then $(PY) -c 'from lifecycle import paths; from lifecycle.ops import topology; topology.remove_cluster(paths.StatePaths.current())'; fi
+	@if [ -x $(PY) ]; then $(PY) -c 'from lifecycle import paths; from lifecycle.ops import pgembedded, topology; p = paths.StatePaths.current(); topology.remove_cluster(p); pgembedded.AirflowPostgres(p).remove()'; fi
 	rm -rf .lifecycle
 
 bench-drift: venv
@@ -57,6 +57,9 @@ bench-drift: venv
 
 bench-registry: venv
 	@$(PY) bench/registry.py
+
+bench-airflow-db: venv
+	@$(PY) bench/airflow_db.py
 
 bench-serving: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -13,15 +13,36 @@ feedback with a one-sided two-proportion z-test.
   (which SLO, by how much), ops are alerted; ledger `rolled_back`.
 
 Every step records `canary_step` with its weights. Manual rollback to `previous`: the `<model>__rollback` DAG.
+
+Concurrent operators never undo each other: every traffic change of a deploy is a compare-and-set against the
+traffic revision it last saw. If another operator changed the weights meanwhile (a manual rollback, another deploy),
+the deploy stops where it is without touching traffic or aliases again: ledger `rolled_back` with
+"deploy superseded: ...", and the task that noticed is **skipped** with that message (the rest skip after it).
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from airflow.sdk import Param, TaskGroup, dag, task
 
 from lifecycle_airflow.dagkit import fail_fast, lifecycle_dag, load_specs
 from lifecycle_airflow.operators import CanaryWatchOperator
+
+
+@contextlib.contextmanager
+def superseded_skips() -> Iterator[None]:
+    """Another operator took over the traffic: the deploy ends here, skipped (not failed) with the reason."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from lifecycle.serving.deploy import DeploySupersededError
+
+    try:
+        yield
+    except DeploySupersededError as err:
+        print(err)
+        raise AirflowSkipException(str(err)) from err
 
 
 def build_deploy(spec):
@@ -57,16 +78,19 @@ def build_deploy(spec):
 
         plan = prepare()
         previous = plan
+        seen = plan  # what the deploy last set: each traffic change is a compare-and-set against its revision
         judges = []
         for i, percent in enumerate(steps, 1):
             with TaskGroup(f"step_{i}", tooltip=f"challenger at {percent}%") as group:
                 @task(task_id="shift")
-                def shift(plan: dict[str, Any], i: int = i, percent: int = percent, **context: Any) -> dict[str, Any]:
+                def shift(plan: dict[str, Any], seen: dict[str, Any], i: int = i, percent: int = percent,
+                          **context: Any) -> dict[str, Any]:
                     from lifecycle.serving.deploy import set_step
 
-                    return set_step(spec, plan, i, percent, gateway(), context["run_id"])
+                    with superseded_skips():
+                        return set_step(spec, plan, i, percent, gateway(), context["run_id"], seen=seen)
 
-                shifted = shift(plan)
+                shifted = shift(plan, seen)
                 watch = CanaryWatchOperator(
                     task_id="watch", model=spec.name, plan=spec.canary.model_dump(), version="prepare",
                     since=f"{{{{ ti.xcom_pull(task_ids='step_{i}.shift')['since'] }}}}")
@@ -85,14 +109,16 @@ def build_deploy(spec):
                     return f"step_{i + 1}.shift" if i < len(steps) else "promote"
 
                 @task(task_id="rollback")
-                def rollback(plan: dict[str, Any], i: int = i, **context: Any) -> str:
+                def rollback(plan: dict[str, Any], seen: dict[str, Any], i: int = i, **context: Any) -> str:
                     """Weights back to the champion, tag the version, tell ops."""
                     from lifecycle.alerts import Alert
                     from lifecycle.serving.deploy import rollback as do_rollback
                     from lifecycle_airflow.notifiers import send_alert
 
                     decision = context["ti"].xcom_pull(task_ids=f"step_{i}.judge", key="decision")
-                    reason = do_rollback(spec, plan, decision["reason"], gateway(), context["run_id"])
+                    with superseded_skips():
+                        reason = do_rollback(spec, plan, decision["reason"], gateway(), context["run_id"],
+                                             seen=seen)
                     send_alert(Alert(model=spec.name, version=plan["version"], event="rolled_back", severity="error",
                                      summary=f"v{plan['version']} rolled back to v{plan['champion']} at step {i}",
                                      reason=reason), webhook_conn_id=spec.alerts.webhook_conn_id,
@@ -102,21 +128,23 @@ def build_deploy(spec):
 
                 decided = judge(plan, shifted, watch.output)
                 shifted >> watch
-                decided >> rollback(plan)
+                decided >> rollback(plan, shifted)
             previous >> group
             previous = decided
+            seen = shifted
             judges.append(decided)
 
         @task
-        def promote(plan: dict[str, Any], **context: Any) -> str:
+        def promote(plan: dict[str, Any], seen: dict[str, Any], **context: Any) -> str:
             """Every step held: the challenger becomes champion, the old one stays as previous."""
             from lifecycle.serving.deploy import promote as do_promote
 
-            reason = do_promote(spec, plan, gateway(), context["run_id"])
+            with superseded_skips():
+                reason = do_promote(spec, plan, gateway(), context["run_id"], seen=seen)
             print(f"promote: {reason}")
             return reason
 
-        judges[-1] >> promote(plan)
+        judges[-1] >> promote(plan, seen)
 
     return deploy_dag()
 

@@ -2,8 +2,12 @@
 ### Restore: `<model>__restore`
 
 Trigger with `version` (the archived, original version number) and optionally `archive_uri` (default: the
-spec's `retirement.archive_uri`). Reads `<model>/v<version>/manifest.json`, reads back and verifies every file
-against its sha256 and size (a tampered archive is refused, naming the file, and nothing is registered),
+spec's `retirement.archive_uri`; any other must lie under it, or the restore is refused). The original version
+must be retired in this registry, and the manifest must be the one it recorded: its sha256 equal to the
+version's `lifecycle.archive_sha256` and its model, version and source run equal to the registry's (a forged or
+foreign archive is refused, naming the mismatch, and nothing changes). Reads `<model>/v<version>/manifest.json`,
+reads back and verifies every file against its sha256 and size (a tampered archive is refused, naming the file,
+and nothing is registered),
 registers the model again as a new version tagged `lifecycle.restored_from` and `lifecycle.status=restored`
 (same weights byte for byte, the original offline metrics), loads it in the gateway with weight 0 and records
 `restored`. Deploy it with `<model>__deploy`. The CLI does the same: `lifecycle restore <model> <version>`.

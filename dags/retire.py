@@ -69,17 +69,19 @@ def build_retire(spec):
 
         @task
         def drain(info: dict[str, Any]) -> dict[str, Any]:
-            """Move the version's weight to the champion (nothing to do if it has none)."""
-            from lifecycle.retirement.retire import drain_weights
+            """Move the version's weight to the champion (nothing to do if it has none): weights read again and
+            set as a compare-and-set, so a concurrent change (a deploy, a rollback) is never overwritten."""
+            from lifecycle.retirement.retire import drain as drain_version
 
-            version, weight = info["version"], int(info["weights"].get(info["version"], 0))
-            if weight > 0:
-                new = drain_weights(info["weights"], version, str(info["champion"]))
-                gateway_client().set_weights(spec.name, new, f"retire v{version}: drain")
-                print(f"drain: v{version} had {weight}%; weights now {new}")
+            version = info["version"]
+            champion = None if info["champion"] is None else str(info["champion"])
+            done = drain_version(spec.name, version, champion, gateway_client())
+            if done["had_weight"]:
+                print(f"drain: v{version} had {done['had_weight']}%; weights now {done['weights']} "
+                      f"(revision {done['revision']})")
             else:
                 print(f"drain: v{version} serves no traffic")
-            return {"version": version, "at": time.time(), "had_weight": weight}
+            return {"version": version, "at": time.time(), "had_weight": done["had_weight"]}
 
         checked = check()
         drained = drain(checked)
@@ -94,14 +96,15 @@ def build_retire(spec):
             from dataclasses import asdict
 
             from lifecycle.retirement.archive import write_archive
-            from lifecycle.retirement.staging import stage
+            from lifecycle.retirement.staging import recorded_archive_sha256, stage
 
             reason = context["params"]["reason"]
             with fail_fast():
                 staged = stage(spec, info["version"], reason)
                 result = write_archive(archive_store(spec), spec.name, info["version"], staged,
                                        meta={"registered_model": spec.model_name, "reason": reason,
-                                             "source_run_id": info["run_id"], "dag_run_id": context["run_id"]})
+                                             "source_run_id": info["run_id"], "dag_run_id": context["run_id"]},
+                                       recorded_sha256=recorded_archive_sha256(spec, info["version"]))
             print(f"archive: {result}")
             return asdict(result)
 

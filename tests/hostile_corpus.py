@@ -4,6 +4,11 @@
 The gateway under test serves ``credit_default`` with versions 1 and 2 loaded and weights ``{"1": 100, "2": 0}``
 (:data:`WEIGHTS`); every case must get its 4xx (never a 5xx) with a JSON ``{"error": str}`` body under 1 KB, and no
 admin case may change the weights. :func:`send` issues a case with any httpx client (Starlette's TestClient is one).
+
+Feedback cases carry the feedback token :data:`FEEDBACK_TOKEN` (:data:`FEEDER`) unless they test the credential: the
+gateway under test must hold it (``Gateway(feedback_token=...)`` or ``$LIFECYCLE_FEEDBACK_TOKEN``). Its rate limit is
+the spec's default (``serving.feedback_rate`` 1000 labels/s, ``feedback_burst`` 10,000): the one case that spends it
+(``feedback-rate-limited``) posts valid labels, which no other case does, so it leaves the other cases' answers alone.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ STATS = f"/admin/models/{MODEL}/stats"
 WEIGHTS = {"1": 100, "2": 0}
 MAX_ERROR_BODY = 1024
 RID = "0123456789abcdef0123456789abcdef"  # looks like a request id; never issued
+FEEDBACK_TOKEN = "test-feedback-token-0123456789abcdef"
+FEEDER = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 
 _NONE = object()
 
@@ -41,6 +48,7 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     fragment: str | None = None  # must appear in the error message
     absent: str | None = None  # must not appear in the error message
+    repeat: int = 1  # sent this many times in a row (a rate limit); the last answer is the one checked
 
     @property
     def admin(self) -> bool:
@@ -55,6 +63,8 @@ def send(client: httpx.Client, case: Case) -> httpx.Response:
         kw["content"] = case.content
     elif case.chunks is not None:
         kw["content"] = case.chunks()
+    for _ in range(case.repeat - 1):
+        client.request(case.method, case.path, **kw)
     return client.request(case.method, case.path, **kw)
 
 
@@ -93,8 +103,8 @@ def P(id: str, status: int, body: Any = _NONE, **kw: Any) -> Case:
     return Case(id, "POST", PREDICT, status, json=body, **kw)
 
 
-def FB(id: str, status: int, body: Any, **kw: Any) -> Case:
-    return Case(id, "POST", FEEDBACK, status, json=body, **kw)
+def FB(id: str, status: int, body: Any, headers: dict[str, str] | None = None, **kw: Any) -> Case:
+    return Case(id, "POST", FEEDBACK, status, json=body, headers=FEEDER if headers is None else headers, **kw)
 
 
 def PUT(id: str, status: int, body: Any = _NONE, headers: dict[str, str] | None = None, **kw: Any) -> Case:
@@ -193,12 +203,29 @@ CASES: list[Case] = [
     FB("feedback-labels-2000", 422, {"request_id": RID, "labels": [0] * 2000}, fragment="at most 1000"),
     FB("feedback-extra-key", 422, {"request_id": RID, "label": 1, "x": 1}, fragment="expected"),
     FB("feedback-string", 422, "hello", fragment="expected"),
-    Case("feedback-null", "POST", FEEDBACK, 422, content=b"null", fragment="expected"),
+    Case("feedback-null", "POST", FEEDBACK, 422, content=b"null", headers=FEEDER, fragment="expected"),
     FB("feedback-bad-item-in-batch", 422, [{"request_id": RID, "label": 0}, {"request_id": RID, "label": 2}],
        fragment="item 1"),
     Case("feedback-label-overflow", "POST", FEEDBACK, 422, content=b'{"request_id": "r", "label": 1e309}',
-         fragment="label must be 0 or 1"),
+         headers=FEEDER, fragment="label must be 0 or 1"),
     FB("feedback-deep", 400, nested(50), fragment="nested deeper"),
+    # ---- feedback: the credential (checked before the body is read) and the per-client rate limit
+    FB("feedback-no-token", 401, {"request_id": RID, "label": 1}, headers={}, fragment="feedback token"),
+    FB("feedback-wrong-token", 401, {"request_id": RID, "label": 1}, headers={"Authorization": "Bearer wrong"},
+       fragment="feedback token"),
+    FB("feedback-token-without-scheme", 401, {"request_id": RID, "label": 1},
+       headers={"Authorization": FEEDBACK_TOKEN}, fragment="feedback token"),
+    FB("feedback-basic-scheme", 401, {"request_id": RID, "label": 1},
+       headers={"Authorization": f"Basic {FEEDBACK_TOKEN}"}, fragment="feedback token"),
+    FB("feedback-token-with-suffix", 401, {"request_id": RID, "label": 1},
+       headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}x"}, fragment="feedback token"),
+    Case("feedback-no-token-unknown-model", "POST", "/v1/models/nope/feedback", 401,
+         json={"request_id": RID, "label": 1}, fragment="feedback token", absent="unknown model"),
+    Case("feedback-no-token-malformed", "POST", FEEDBACK, 401, content=b"{not json", fragment="feedback token"),
+    FB("feedback-more-labels-than-the-burst", 413, [{"request_id": RID, "labels": [0] * 1000}] * 11,
+       fragment="exceed serving.feedback_burst"),
+    FB("feedback-rate-limited", 429, [{"request_id": RID, "labels": [1] * 1000}] * 10, repeat=3,
+       fragment="rate limit"),
     # ---- admin: the token
     PUT("admin-no-token", 401, {"weights": {"1": 0, "2": 100}}, headers={}),
     PUT("admin-wrong-token", 401, {"weights": {"1": 0, "2": 100}}, headers={"Authorization": "Bearer wrong"}),
@@ -280,6 +307,8 @@ def check_refusal(case: Case, resp: httpx.Response) -> None:
         assert case.fragment in error, f"{case.id}: {error!r}"
     if case.absent:
         assert case.absent not in error, f"{case.id}: {error!r}"
+    if case.status == 429:
+        assert int(resp.headers["retry-after"]) >= 1, case.id
 
 
 def markdown() -> str:

@@ -1,6 +1,8 @@
 """``lifecycle``: the core without Airflow (and the service commands behind ``make up`` / ``make down``).
 
     lifecycle up | down | status              services of the embedded default
+    lifecycle airflow ARGS...                 Airflow's CLI on the running stack's metadata DB, e.g.
+                                              `lifecycle airflow backfill create --dag-id D --from-date ...`
     lifecycle specs                           validate every model spec
     lifecycle land MODEL DAY [--scenario S]   generate a day's batch into the landing zone
     lifecycle validate MODEL DAY              run the data gate on a landed batch
@@ -11,6 +13,7 @@
                                               the train DAG's training step alone (what the Kubernetes
                                               pod runs): prints the result, writes it as JSON to PATH
     lifecycle ledger [--model M] [--json]     print the ledger
+    lifecycle verify-ledger [--db FILE|URL]   recompute the ledger's hash chain: exit 1 when it was tampered with
     lifecycle report MODEL                    write the HTML lifecycle report
 """
 from __future__ import annotations
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=None, help="Airflow API server port (default $AIRFLOW_PORT or 8080)")
     sub.add_parser("down", help="stop every process the project started")
     sub.add_parser("status", help="list running services")
+    p = sub.add_parser("airflow", help="run Airflow's CLI against this state folder's Airflow (its DB and settings)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("specs", help="validate every spec in include/models")
     p = sub.add_parser("land", help="generate a day's batch into the landing zone")
     p.add_argument("model")
@@ -82,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ledger", help="print the lifecycle ledger")
     p.add_argument("--model")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("verify-ledger", help="recompute the ledger's hash chain; exit 1 when it was tampered with")
+    p.add_argument("--db", help="a SQLite file or a postgresql:// URL (default: the state's ledger)")
     p = sub.add_parser("report", help="write the HTML lifecycle report")
     p.add_argument("model")
     for name, text in (("verify-archive", "read every file of an archived version back and check its manifest"),
@@ -94,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from lifecycle.paths import StatePaths
-    from lifecycle.retirement.archive import ChecksumMismatchError
+    from lifecycle.retirement.archive import ChecksumMismatchError, ForeignArchiveError
+    from lifecycle.retirement.restore import RestoreRefusedError
     from lifecycle.spec import SpecError, get_spec, load_specs
 
     paths = StatePaths.current()
@@ -103,10 +111,22 @@ def main(argv: list[str] | None = None) -> int:
             from lifecycle.ops.stack import start_stack
 
             stack = start_stack(paths, api_port=args.port)
-            print(f"Airflow UI: {stack.airflow_url}\ngateway: {stack.gateway_url} (admin token in "
+            from lifecycle.ops.airflow_env import ADMIN_USER, admin_password
+
+            print(f"Airflow UI: {stack.airflow_url} (user {ADMIN_USER}, password {admin_password(paths)}; kept in "
+                  f"{paths.secrets_dir / 'airflow_admin_password'})\ngateway: {stack.gateway_url} (admin token in "
                   f"{paths.root / 'secrets' / 'gateway_token'})\nalert receiver: {stack.alerts_url}\n"
                   "MLflow UI: " + (paths.tracking_uri if paths.tracking_uri.startswith("http") else
                                    f"mlflow ui --backend-store-uri {paths.tracking_uri}") + "\nstop with: make down")
+        elif args.cmd == "airflow":
+            import os
+            import subprocess
+
+            from lifecycle.ops.services import venv_bin
+            from lifecycle.ops.stack import cli_env
+
+            env = {**os.environ, **cli_env(paths), "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}"}
+            return subprocess.run([str(venv_bin() / "airflow"), *args.args], env=env).returncode
         elif args.cmd == "down":
             from lifecycle.ops.services import stop_all
 
@@ -162,6 +182,22 @@ def main(argv: list[str] | None = None) -> int:
             for e in events:
                 print(json.dumps(e.public()) if args.json else
                       f"{e.at}  {e.model}  v{e.version or '-'}  {e.event:<18} {e.reason}")
+        elif args.cmd == "verify-ledger":
+            from pathlib import Path
+
+            from lifecycle.db import is_postgres
+            from lifecycle.ledger import Ledger
+
+            target = args.db or paths.ledger_db
+            if not is_postgres(target):
+                target = Path(target)
+                if not target.is_file():
+                    raise FileNotFoundError(f"no lifecycle ledger at {target}")
+            result = Ledger(target).verify()
+            if not result.ok:
+                print(f"ledger TAMPERED at row {result.first_bad_id}: {result.problem}")
+                return 1
+            print(f"ledger OK: {result.rows} rows, chain intact (head {result.head[:12]})")
         elif args.cmd == "report":
             from lifecycle.reporting.build import build_report
 
@@ -187,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ChecksumMismatchError as err:
         print(f"refused: archive does not match its manifest: {err}", file=sys.stderr)
+        return 4
+    except (RestoreRefusedError, ForeignArchiveError) as err:
+        print(f"refused: {err}", file=sys.stderr)
         return 4
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -31,8 +31,8 @@ def is_postgres(target: Target) -> bool:
 
 
 def describe(target: Target) -> str:
-    """The target without its password, for messages."""
-    if not is_postgres(target):
+    """The target without its password, for messages (any ``scheme://user:password@host`` URL)."""
+    if "://" not in str(target):
         return str(target)
     scheme, _, rest = str(target).partition("://")
     creds, at, host = rest.rpartition("@")

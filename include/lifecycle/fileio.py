@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -64,3 +65,68 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def fsync_tree(folder: str | os.PathLike[str]) -> None:
+    """Make every file and folder under ``folder`` (and ``folder`` itself) durable: for a tree written by plain
+    copies (``shutil.copytree``) before a marker says it is complete."""
+    folder = Path(folder)
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # files before their folder
+        if path.is_file() and not path.is_symlink():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        elif path.is_dir():
+            fsync_dir(path)
+    fsync_dir(folder)
+
+
+def durable_move(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Move a file onto ``dst`` (replacing it) so that after a crash it is in one place or the other, whole.
+
+    Within one file system this is a rename; across file systems the file is copied to a temp file beside ``dst``,
+    fsynced and renamed, and only then is ``src`` removed. Both folders are fsynced, so the move itself survives
+    a power loss. Missing parent folders of ``dst`` are created.
+    """
+    import errno
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            shutil.copy2(src, tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(dst.parent)
+        src.unlink()
+    fsync_dir(dst.parent)
+    fsync_dir(src.parent)
+    return dst
+
+
+#: Tests only: ``crash_hook(name)`` is called at every :func:`crash_point`; ``None`` (always, in production)
+#: makes a crash point a single global lookup. See ``tests/unit/test_crash_recovery.py``.
+crash_hook: Callable[[str], None] | None = None
+
+
+def crash_point(name: str) -> None:
+    """Mark a step boundary of a multi-step operation (``"gate.batch_moved"``): where a crash would leave the work
+    half done, so a retry must complete it. A no-op unless a test installed :data:`crash_hook`, which may raise
+    there to simulate the crash."""
+    if crash_hook is not None:
+        crash_hook(name)

@@ -143,6 +143,15 @@ class StatePaths:
             return check_token(os.environ["LIFECYCLE_GATEWAY_TOKEN"], "$LIFECYCLE_GATEWAY_TOKEN")
         return check_token(self.secret("gateway_token"), f"{self.secrets_dir / 'gateway_token'}")
 
+    def feedback_token(self) -> str:
+        """The credential for posting labels to the gateway (``POST .../feedback``), separate from the admin token:
+        ``$LIFECYCLE_FEEDBACK_TOKEN``, else a random one in ``secrets/`` (so the gateway and clients on this state
+        folder share it with no configuration). Raises :class:`ValueError`, as :meth:`gateway_token`, if short.
+        """
+        if os.environ.get("LIFECYCLE_FEEDBACK_TOKEN"):
+            return check_token(os.environ["LIFECYCLE_FEEDBACK_TOKEN"], "$LIFECYCLE_FEEDBACK_TOKEN")
+        return check_token(self.secret("feedback_token"), f"{self.secrets_dir / 'feedback_token'}")
+
     def landing(self, model: str) -> Path:
         return self.root / "data" / model / "landing"
 

@@ -258,7 +258,24 @@ class ServingConfig(_Strict):
     #: ``flag`` serves it, marks it in the prediction log (``out_of_spec``, which monitoring leaves out of its
     #: drift statistics) and counts it in ``gateway_out_of_spec_rows_total``. Non-finite numbers: always 422.
     out_of_spec: Literal["reject", "flag"] = "reject"
+    #: Recent predictions are kept by request id so a label posted later (feedback) is matched to what was
+    #: predicted: at most this many MiB per model (an estimate of the gateway's memory; the oldest go first) ...
+    index_max_mb: Annotated[float, Field(gt=0, le=65_536)] = 64.0
+    #: ... and none older than this: a label arriving later is logged but matches nothing (live stats).
+    feedback_ttl_seconds: Annotated[float, Field(gt=0, le=30 * 86_400)] = 86_400.0
+    #: Labels per second one client (address) may post as feedback, and how many it may post at once (a request
+    #: costs its labels; beyond the rate: HTTP 429 with Retry-After; more labels than the burst in one request:
+    #: 413). The burst must hold one predict request's labels (``max_batch_rows``).
+    feedback_rate: Annotated[float, Field(gt=0, le=1_000_000)] = 1000.0
+    feedback_burst: Annotated[int, Field(gt=0, le=10_000_000)] = 10_000
     slo: ServingSLO = ServingSLO()
+
+    @model_validator(mode="after")
+    def _burst_holds_a_batch(self) -> ServingConfig:
+        if self.feedback_burst < self.max_batch_rows:
+            raise ValueError(f"feedback_burst ({self.feedback_burst}) must be at least max_batch_rows "
+                             f"({self.max_batch_rows}): the labels of one predict request must fit in a burst")
+        return self
 
 
 class CanarySLO(_Strict):

@@ -39,7 +39,10 @@ def demo(tmp_path_factory):
         done = subprocess.run([sys.executable, "-m", "lifecycle.ops.demo"], env=env, capture_output=True, text=True,
                               timeout=1800, cwd=PROJECT_ROOT)
         print(done.stdout[-3000:])
-        yield state, done, json.loads((state / "topology.json").read_text())
+        topo = json.loads((state / "topology.json").read_text())
+        assert "password" not in topo, "topology.json is readable by others: no password in it"
+        topo["password"] = (state / "secrets" / "postgres_password").read_text().strip()
+        yield state, done, topo
     finally:
         services.stop_all(StatePaths(state))
         remove_cluster(StatePaths(state))
@@ -97,10 +100,11 @@ def test_model_artifacts_live_in_s3_behind_the_mlflow_server(demo):
 
 def test_training_ran_on_the_gpu_queue_and_the_rest_on_default(demo):
     from lifecycle.ops.airflow_client import AirflowClient
+    from lifecycle.ops.airflow_env import admin_password
 
     state, _done, topo = demo
     summary = json.loads((state / "demo" / "summary.json").read_text())
-    client = AirflowClient(summary["airflow_url"])
+    client = AirflowClient(summary["airflow_url"], password=admin_password(StatePaths(state)))
     train = client.task_instance("credit_default__train", "demo_train_v1", "train")
     evaluate = client.task_instance("credit_default__train", "demo_train_v1", "evaluate")
     assert train["state"] == "success" and train["queue"] == "gpu"

@@ -20,12 +20,13 @@ from lifecycle.retirement.archive import (
     MANIFEST,
     ArchiveError,
     ChecksumMismatchError,
+    ForeignArchiveError,
     LocalStore,
     S3Store,
     verify_archive,
     write_archive,
 )
-from lifecycle.retirement.restore import restore
+from lifecycle.retirement.restore import RestoreRefusedError, restore
 from lifecycle.retirement.retire import RetireRefusedError, check, finalize
 from lifecycle.retirement.staging import stage
 from lifecycle.training.packaging import load_model_dir
@@ -59,6 +60,11 @@ def lifecycle(tmp_path_factory, spec):
 
 def s3_store(s3, prefix: str) -> S3Store:
     return S3Store(s3.client(), BUCKET, prefix)
+
+
+def archiving_to(spec, store):
+    """The spec with ``store`` as its archive root (a restore refuses archives outside the spec's root)."""
+    return spec.model_copy(update={"retirement": spec.retirement.model_copy(update={"archive_uri": store.uri})})
 
 
 def status(paths, spec, version="2") -> str:
@@ -120,6 +126,25 @@ def test_server_stopped_mid_archive_leaves_no_manifest_and_a_retry_completes(lif
     verify_archive(store, spec.name, "2")
 
 
+def test_a_foreign_manifest_in_a_shared_bucket_is_neither_adopted_nor_overwritten(lifecycle, spec, s3):
+    """Two registries archive their own credit_default v2 to the same bucket and prefix: the second refuses."""
+    paths, _ = lifecycle
+    store = s3_store(s3, "shared")
+    staged = stage(spec, "2", "test", paths)
+    first = write_archive(store, spec.name, "2", staged, meta={"source_run_id": "run-of-registry-a"})
+
+    def objects():
+        listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix="shared/")["Contents"]
+        return {o["Key"]: o["ETag"] for o in listed}
+
+    before = objects()
+    with pytest.raises(ForeignArchiveError, match="source_run_id 'run-of-registry-a' != 'run-of-registry-b'"):
+        write_archive(store, spec.name, "2", staged, meta={"source_run_id": "run-of-registry-b"})
+    assert objects() == before
+    again = write_archive(store, spec.name, "2", staged, meta={"source_run_id": "run-of-registry-a"})
+    assert again.manifest_sha256 == first.manifest_sha256 and again.uploaded == 0  # its own: adopted
+
+
 @pytest.mark.parametrize("backend", ["s3", "local"])
 def test_a_corrupted_object_is_refused_naming_the_file(lifecycle, spec, s3, tmp_path, backend):
     paths, _ = lifecycle
@@ -135,8 +160,8 @@ def test_a_corrupted_object_is_refused_naming_the_file(lifecycle, spec, s3, tmp_
     assert err.value.path == victim
     with pytest.raises(ChecksumMismatchError, match=victim):
         write_archive(store, spec.name, "2", stage(spec, "2", "test", paths))  # a rerun refuses too
-    with pytest.raises(ChecksumMismatchError, match=victim):
-        restore(spec, store, "2", "restore_tampered", paths)
+    with pytest.raises(RestoreRefusedError, match="v2 was never retired"):  # nothing vouches for this manifest
+        restore(archiving_to(spec, store), store, "2", "restore_tampered", paths)
     assert status(paths, spec) == "challenger"
     assert Registry(paths).version_for_run(spec.model_name, "restore_tampered") is None
 
@@ -202,10 +227,12 @@ def test_retire_and_restore_round_trip(lifecycle, spec, s3):
     ledger = Ledger(paths.ledger_db)
     assert [e.event for e in ledger.events(spec.name, version="2")][-2:] == ["archived", "retired"]
 
-    restored = restore(spec, store, "2", "restore_test", paths)
+    with pytest.raises(RestoreRefusedError, match="outside the allowed archive root"):
+        restore(spec, store, "2", "restore_test", paths)  # the spec archives to a local folder, not this bucket
+    restored = restore(archiving_to(spec, store), store, "2", "restore_test", paths)
     new = restored["version"]
     assert new == "3" and restored["restored_from"] == result.uri
-    assert restore(spec, store, "2", "restore_test", paths)["already"]  # idempotent per run
+    assert restore(archiving_to(spec, store), store, "2", "restore_test", paths)["already"]  # idempotent per run
     mv = Registry(paths).version(spec.model_name, new)
     assert mv.tags["lifecycle.restored_from"] == result.uri and mv.tags["lifecycle.status"] == "restored"
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,13 +34,17 @@ def demo(tmp_path_factory):
 
         LEFT_RUNNING[:] = sorted(p.name for p in (state / "run").glob("*.pid"))  # before the clean-up
         services.stop_all(StatePaths(state))
-    return state, done
+    yield state, done
+    from lifecycle.ops.pgembedded import AirflowPostgres
+
+    AirflowPostgres(StatePaths(state)).remove()  # its cluster may live in /var/tmp (pytest's folders are 0700)
 
 
 def test_demo_runs_to_completion_on_the_scheduler(demo):
     _state, done = demo
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "Done in" in done.stdout
+    assert "Airflow DB postgresql+psycopg2://airflow@127.0.0.1:" in done.stdout  # the embedded PostgreSQL
 
 
 def test_summary_meets_the_interface(demo):

@@ -96,6 +96,54 @@ def test_manual_rollback_restores_previous(live):
     assert weights(live)["1"] == 100
 
 
+def test_a_manual_rollback_during_a_deploy_run_is_not_undone(live, monkeypatch):
+    """The runs really overlap: the deploy run is in progress (step 1 live and judged) when an operator's manual
+    rollback lands, right before the deploy's next step (injected there, so the order is deterministic). The deploy
+    stops, skipped with the reason, and touches neither traffic nor aliases again."""
+    from lifecycle.serving import deploy
+    from lifecycle.serving.client import GatewayClient
+    from tests.conftest import TOKEN
+
+    # Arrange: v3 is champion, v1 previous, v2 (good) the challenger
+    seen = arrange(live, champion="3", previous="1", weights={"1": 0, "3": 100},
+                   statuses={"1": "previous", "2": "challenger", "3": "champion"})
+    real_set_step, rolled = deploy.set_step, {}
+
+    def set_step_after_an_operator_rolls_back(spec, plan, step, percent, gateway, run_id, *args, **kwargs):
+        if step == 2 and not rolled:  # the operator's rollback, as the rollback DAG runs it, from another client
+            rolled.update(deploy.manual_rollback(spec, "test: risk says no", GatewayClient(live["server"].url, TOKEN),
+                                                 "manual__overlap", live["paths"]))
+            rolled["traffic"] = traffic_of(live["server"].url)
+        return real_set_step(spec, plan, step, percent, gateway, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(deploy, "set_step", set_step_after_an_operator_rolls_back)
+
+    # Act
+    run = live["bag"].get_dag("credit_default__deploy").test(run_conf={"version": 2})
+
+    # Assert: the run ends cleanly, the step that found the traffic changed skipped, nothing after it ran
+    s = states(run)
+    assert str(run.state) == "success", s
+    assert rolled["champion"] == "1" and rolled["demoted"] == "3"
+    assert s["step_1.shift"] == s["step_1.judge"] == "success"
+    assert s["step_2.shift"] == s["step_2.judge"] == s["step_2.rollback"] == s["promote"] == "skipped", s
+    # the traffic is the rollback's, the champion alias where the rollback put it
+    now = traffic_of(live["server"].url)
+    assert now["weights"] == {"1": 100, "2": 0, "3": 0} == rolled["traffic"]["weights"]
+    assert now["revision"] == rolled["traffic"]["revision"]
+    registry = Registry(live["paths"])
+    assert str(registry.by_alias("credit_default", CHAMPION).version) == "1"
+    assert registry.by_alias("credit_default", PREVIOUS) is None
+    assert registry.version("credit_default", 2).tags["lifecycle.status"] == "challenger"
+    events = Ledger(live["paths"].ledger_db).events("credit_default")[seen:]
+    assert [(e.event, e.details.get("step")) for e in events if e.event == "canary_step"] == [("canary_step", 1)]
+    stopped = [e for e in events if e.event == "rolled_back" and e.details.get("superseded")]
+    assert len(stopped) == 1 and stopped[0].version == "2" and stopped[0].run_id == run.run_id
+    assert stopped[0].reason.startswith(f"deploy superseded: traffic changed by another operator (revision "
+                                        f"{now['revision']}, expected ")
+    assert not [e for e in events if e.event == "promoted"]
+
+
 def test_clients_never_saw_an_error(live):
     clients = live["clients"]
     deadline = time.monotonic() + 30

@@ -184,15 +184,18 @@ def test_unloading_a_version_with_traffic_is_refused(client):
     assert resp.status_code == 409 and "still has weight 50" in resp.json()["error"]
 
 
-def test_feedback_joins_by_request_id_and_feeds_live_stats(client):
+def test_feedback_joins_by_request_id_and_feeds_live_stats(gateway, client):
     set_weights(client, {"1": 100})
+    feeder = {"Authorization": f"Bearer {gateway.gateway.feedback_token}"}
     since = time.time()
     rid = client.post("/v1/models/credit_default/predict", json=ROW).json()["request_id"]
-    resp = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 1})
+    anonymous = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 1})
+    assert anonymous.status_code == 401
+    resp = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 1}, headers=feeder)
     assert resp.status_code == 202 and resp.json() == {"accepted": 1, "matched": 1}
     stats = client.get(f"/admin/models/credit_default/stats?since={since}", headers=ADMIN).json()
     assert stats["versions"]["1"]["requests"] >= 1 and stats["versions"]["1"]["feedback"] == 1
-    bad = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 7})
+    bad = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 7}, headers=feeder)
     assert bad.status_code == 422 and "label must be 0 or 1" in bad.json()["error"]
 
 
@@ -202,7 +205,8 @@ def test_predictions_and_feedback_are_logged_by_model_and_hour(gateway, client, 
     paths, _ = registry_with_two_versions
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     rid = client.post("/v1/models/credit_default/predict", json=ROW).json()["request_id"]
-    client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 0})
+    client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 0},
+                headers={"Authorization": f"Bearer {gateway.gateway.feedback_token}"})
     gateway.gateway.logs.flush()
     end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
     preds = read_log(paths.root / "serving", "predictions", "credit_default", start, end)
@@ -219,7 +223,7 @@ def test_metrics_and_readiness(client):
     text = client.get("/metrics").text
     assert 'gateway_requests_total{model="credit_default",status="ok",version="' in text
     assert "gateway_latency_seconds_bucket" in text
-    assert client.get("/readyz").json() == {"ready": True, "problems": []}
+    assert client.get("/readyz").json() == {"ready": True, "problems": [], "degraded": []}
 
 
 def test_a_restarted_gateway_comes_back_with_the_same_weights(client, registry_with_two_versions, spec):

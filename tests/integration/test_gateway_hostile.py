@@ -12,17 +12,18 @@ import pytest
 
 from lifecycle.serving.limits import MAX_BODY_BYTES
 from tests.conftest import ADMIN, ROW, live_lifecycle
-from tests.hostile_corpus import CASES, PREDICT, TRAFFIC, WEIGHTS, Case, check_refusal, send
+from tests.hostile_corpus import CASES, FEEDBACK_TOKEN, PREDICT, TRAFFIC, WEIGHTS, Case, check_refusal, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """v1 (champion) and v2, trained briefly; the gateway serving them at ``WEIGHTS``."""
+    """v1 (champion) and v2, trained briefly; the gateway serving them at ``WEIGHTS``, holding the corpus'
+    feedback token."""
     runs = {"r1": {"epochs": 2, "overrides": {"seed": 1}}, "r2": {"epochs": 2, "overrides": {"seed": 2}}}
     with live_lifecycle(tmp_path_factory.mktemp("hostile"), runs, loaded=WEIGHTS, sync_seconds=0.2,
-                        dags=False) as live:
+                        env={"LIFECYCLE_FEEDBACK_TOKEN": FEEDBACK_TOKEN}, dags=False) as live:
         yield live["server"]
 
 

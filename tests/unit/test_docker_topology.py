@@ -43,7 +43,7 @@ BUCKETS = {"mlflow-artifacts", "lifecycle-archive"}
 #: Required secrets of docker/.env: compose must stop (${VAR:?...}) when one is unset.
 SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD", "LIFECYCLE_DB_PASSWORD",
            "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
-           "AIRFLOW_FERNET_KEY", "AIRFLOW_ADMIN_PASSWORD", "LIFECYCLE_GATEWAY_TOKEN"}
+           "AIRFLOW_FERNET_KEY", "AIRFLOW_ADMIN_PASSWORD", "LIFECYCLE_GATEWAY_TOKEN", "LIFECYCLE_FEEDBACK_TOKEN"}
 #: The environment contract every Airflow component shares (values that must be exactly these).
 AIRFLOW_CONTRACT = {
     "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -488,10 +488,12 @@ def test_minio_buckets_and_mlflow_server(services):
     command = _command(services["mlflow"])
     assert command[:2] == ["mlflow", "server"]
     arg = dict(zip(command[2::2], command[3::2], strict=False))
-    assert arg["--backend-store-uri"].startswith("postgresql+psycopg2://mlflow:")
+    assert "--backend-store-uri" not in arg and not any("PASSWORD" in c for c in command), \
+        "a DB password on the command line shows in ps: the backend store URL goes in the environment"
     assert arg["--artifacts-destination"] == "s3://mlflow-artifacts"
     assert (arg["--host"], arg["--port"]) == ("0.0.0.0", "5000")
     env = _env(services["mlflow"])
+    assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD")
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert env["AWS_ACCESS_KEY_ID"].startswith("${MINIO_ROOT_USER")
     assert env["AWS_SECRET_ACCESS_KEY"].startswith("${MINIO_ROOT_PASSWORD")

@@ -18,7 +18,18 @@ from lifecycle.paths import StatePaths
 from lifecycle.serving.app import Gateway, create_app
 from lifecycle.serving.limits import MAX_BODY_BYTES, show, show_names, too_deep
 from tests.conftest import ADMIN, ROW, TOKEN
-from tests.hostile_corpus import CASES, FEEDBACK, MODEL, PREDICT, TRAFFIC, WEIGHTS, Case, check_refusal, send
+from tests.hostile_corpus import (
+    CASES,
+    FEEDBACK,
+    FEEDBACK_TOKEN,
+    MODEL,
+    PREDICT,
+    TRAFFIC,
+    WEIGHTS,
+    Case,
+    check_refusal,
+    send,
+)
 
 
 class StandIn:
@@ -31,7 +42,8 @@ class StandIn:
 
 
 def make_gateway(spec, root: Path) -> Gateway:
-    gateway = Gateway([spec], StatePaths(root), token="t" * 40, loader=lambda s, v: StandIn())
+    gateway = Gateway([spec], StatePaths(root), token="t" * 40, loader=lambda s, v: StandIn(),
+                      feedback_token=FEEDBACK_TOKEN)
     gateway.token = TOKEN  # the corpus' admin headers carry the suite's token, whatever its length
 
     async def arrange():

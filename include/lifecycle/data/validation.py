@@ -11,13 +11,12 @@ import html
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.data.frames import FLOAT_TYPES, TEXT_TYPES, batch_name, numpy_dtypes
-from lifecycle.fileio import atomic_write
+from lifecycle.fileio import atomic_write, crash_point, durable_move
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
 
@@ -212,9 +211,12 @@ def _write_json(path: Path, data: Any) -> None:
 
 def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None,
                ledger: Ledger | None = None, run_id: str | None = None) -> GateOutcome:
-    """Validate the batch landed for ``day``; publish it as validated or quarantine it. Idempotent.
+    """Validate the batch landed for ``day``; publish it as validated or quarantine it. Idempotent and resumable.
 
-    A rerun after the batch was already moved returns the recorded outcome instead of failing.
+    Steps: evidence (GX result, HTML report) -> move the batch -> its decision record (``gate.json``) -> the
+    ledger row, each a crash point. A rerun after the decision was recorded returns it (and records the ledger row
+    if a crash came before it); a rerun after a crash between the move and the record finds the batch where it
+    was moved and decides again from there, so no crash leaves a day that can no longer be gated.
     """
     import pandas as pd
 
@@ -224,17 +226,25 @@ def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None
     landing = paths.landing(spec.name) / name
     validated = paths.validated(spec.name) / name
     qdir = paths.quarantine(spec.name) / day.isoformat()
+    source = landing
     if not landing.exists():
         for recorded in (gate_record(validated), qdir / "gate.json"):
             if recorded.exists():
                 log.info("data gate: batch %s of %s already decided; returning the recorded outcome",
                          day, spec.name)
-                return GateOutcome(**{k: v for k, v in json.loads(recorded.read_text()).items() if k != "reason"})
-        raise BatchNotFoundError(f"no batch landed for {spec.name} on {day}: expected {landing}")
+                outcome = GateOutcome(**{k: v for k, v in json.loads(recorded.read_text()).items() if k != "reason"})
+                _record(spec, outcome, ledger, run_id)  # a no-op unless a crash came between the record and the row
+                return outcome
+        moved = [p for p in (validated, qdir / name) if p.exists()]
+        if not moved:
+            raise BatchNotFoundError(f"no batch landed for {spec.name} on {day}: expected {landing}")
+        source = moved[0]
+        log.warning("data gate: batch %s of %s was moved to %s without its decision record (a crash); deciding "
+                    "again", day, spec.name, source)
 
     result: dict[str, Any] | None = None
     try:
-        frame = pd.read_parquet(landing)
+        frame = pd.read_parquet(source)
     except Exception as err:  # noqa: BLE001  # unreadable file: quarantine it, do not crash the gate
         outcome = GateOutcome(spec.name, day.isoformat(), False, 0, 1, 1,
                               [f"batch file unreadable as Parquet: {type(err).__name__}: {err}"])
@@ -246,32 +256,37 @@ def gate_batch(spec: ModelSpec, day: dt.date, *, paths: StatePaths | None = None
                               failures)
 
     if outcome.passed:
-        dest_dir = validated.parent
-        dest_dir.mkdir(parents=True, exist_ok=True)
         report = paths.reports / spec.name / "gx" / f"{day.isoformat()}.html"
         outcome.batch_path, outcome.report_path = str(validated), str(report)
         outcome.result_path = str(validated.with_suffix(".gx.json"))
         gate_json = gate_record(validated)
     else:
-        qdir.mkdir(parents=True, exist_ok=True)
         outcome.batch_path = str(qdir / name)
         outcome.result_path, outcome.report_path = str(qdir / "gx_result.json"), str(qdir / "report.html")
         gate_json = qdir / "gate.json"
-    Path(outcome.report_path).parent.mkdir(parents=True, exist_ok=True)
     _write_json(Path(outcome.result_path), result or {"success": False, "results": [], "error": outcome.failures})
     atomic_write(Path(outcome.report_path), render_report(outcome, result))
-    # Move the batch last, then the decision record: a crash before this point leaves the batch in landing,
-    # so a retry decides again; nothing is ever in validated/ without its evidence next to it.
-    shutil.move(str(landing), outcome.batch_path)
+    crash_point("gate.evidence_written")
+    # Move the batch, then write the decision record: a crash before the move leaves the batch in landing, one
+    # after it leaves the batch without its record (not validated for any reader, :func:`is_validated`), and
+    # either way a retry decides again; nothing is ever in validated/ without its evidence next to it.
+    if source != Path(outcome.batch_path):
+        durable_move(source, outcome.batch_path)
+    crash_point("gate.batch_moved")
     _write_json(gate_json, outcome.to_dict())
-
-    event = "batch_validated" if outcome.passed else "batch_quarantined"
-    ledger.record(spec.name, event, f"batch {day}: {outcome.reason}",
-                  details={"day": outcome.day, "rows": outcome.rows, "report": outcome.report_path},
-                  run_id=run_id, key=f"{spec.name}:{event}:{day.isoformat()}")
+    crash_point("gate.decision_written")
+    _record(spec, outcome, ledger, run_id)
     log.info("data gate: %s batch %s of %s: %s", "validated" if outcome.passed else "QUARANTINED",
              day, spec.name, outcome.reason)
     return outcome
+
+
+def _record(spec: ModelSpec, outcome: GateOutcome, ledger: Ledger, run_id: str | None) -> bool:
+    """The decision's ledger row, keyed by model, event and day: recorded once however often it is called."""
+    event = "batch_validated" if outcome.passed else "batch_quarantined"
+    return ledger.record(spec.name, event, f"batch {outcome.day}: {outcome.reason}",
+                         details={"day": outcome.day, "rows": outcome.rows, "report": outcome.report_path},
+                         run_id=run_id, key=f"{spec.name}:{event}:{outcome.day}")
 
 
 def gate_record(batch: Path) -> Path:
@@ -283,7 +298,8 @@ def is_validated(batch: Path) -> bool:
     """The one definition of a validated batch: its Parquet file *and* its gate record are in ``validated/``.
 
     :func:`gate_batch` moves the file first and writes the record last, so a file without its record is a crash
-    between the two: not (yet) validated, whatever its folder says. Every reader asks this function.
+    between the two: not (yet) validated, whatever its folder says (a retry of the gate decides it again). Every
+    reader asks this function.
     """
     return batch.exists() and gate_record(batch).exists()
 

@@ -34,18 +34,25 @@ def _iso(t: dt.datetime) -> str:
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, username: str = "admin", password: str = "admin", timeout: float = 30) -> None:
+    def __init__(self, base_url: str, username: str = "admin", password: str | None = None,
+                 timeout: float = 30) -> None:
+        """``password``: default the generated admin password of the current state folder
+        (``secrets/airflow_admin_password``)."""
+        from lifecycle.ops.airflow_env import admin_password
+
         self.base = base_url.rstrip("/")
         self.http = httpx.Client(base_url=self.base, timeout=timeout)
-        self._login(username, password)
+        self._login(username, admin_password() if password is None else password)
 
     def _login(self, username: str, password: str) -> None:
-        # With SimpleAuthManager all-admins (the embedded default) any credentials get a token.
         resp = self.http.post("/auth/token", json={"username": username, "password": password})
+        if resp.status_code in (401, 403):
+            raise AirflowAPIError(f"Airflow at {self.base} refused the login of {username!r} (HTTP "
+                                  f"{resp.status_code}): the admin password is in secrets/airflow_admin_password "
+                                  "of the state folder that started it", resp.status_code)
         if resp.status_code >= 400:
-            resp = self.http.get("/auth/token")
-        if resp.status_code < 400:
-            self.http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+            raise AirflowAPIError(f"POST /auth/token: HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code)
+        self.http.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
 
     def _req(self, method: str, path: str, **kw: Any) -> Any:
         """One API call; a transient server error (HTTP 5xx, e.g. SQLite "database is locked") is retried

@@ -14,6 +14,31 @@ from lifecycle.paths import PROJECT_ROOT, StatePaths
 #: sqlite3/aiosqlite connect arguments for Airflow's metadata DB (see ``airflow_env``).
 SQLITE_CONNECT_ARGS = {"timeout": 60}
 
+ADMIN_USER = "admin"
+PASSWORDS_FILE = "airflow_passwords.json"
+
+
+def fernet_key(paths: StatePaths) -> str:
+    """Airflow's Fernet key, kept in ``secrets/fernet_key``: 32 random bytes in URL-safe base64 (a secret of
+    43 characters plus the padding Fernet expects)."""
+    return paths.secret("fernet_key") + "="
+
+
+def admin_password(paths: StatePaths | None = None) -> str:
+    """The Airflow admin's password (``secrets/airflow_admin_password``, generated once)."""
+    return (paths or StatePaths.current()).secret("airflow_admin_password")
+
+
+def write_passwords_file(paths: StatePaths) -> Path:
+    """The simple auth manager's passwords file (``secrets/airflow_passwords.json``, 0600), written atomically
+    from the generated admin password."""
+    from lifecycle.fileio import atomic_write
+
+    target = paths.secrets_dir / PASSWORDS_FILE
+    atomic_write(target, json.dumps({ADMIN_USER: admin_password(paths)}) + "\n", mode=0o600)
+    return target
+
+
 def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts_url: str | None = None,
                 parallelism: int = 4, time_schedules: bool = True, dags_folder: Path | None = None,
                 preload: str | None = None) -> dict[str, str]:
@@ -40,7 +65,13 @@ def airflow_env(paths: StatePaths | None = None, *, api_port: int = 8080, alerts
         # instead of failing after SQLite's default 5 s with "database is locked".
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "lifecycle.ops.airflow_env.SQLITE_CONNECT_ARGS",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "lifecycle.ops.airflow_env.SQLITE_CONNECT_ARGS",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # One admin account whose password is generated into secrets/ (printed by `make up`, read by the demo's
+        # and the tests' REST client); Airflow's default would make every caller an admin.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(paths.secrets_dir / PASSWORDS_FILE),
+        # Connection passwords and variables are stored encrypted in the metadata DB.
+        "AIRFLOW__CORE__FERNET_KEY": fernet_key(paths),
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
@@ -72,6 +103,7 @@ def local_settings_source() -> Path:
 def prepare_home(paths: StatePaths | None = None) -> Path:
     """Create the Airflow home and link the project's local settings into its ``config/`` folder."""
     paths = paths or StatePaths.current()
+    write_passwords_file(paths)
     config = paths.airflow_home / "config"
     config.mkdir(parents=True, exist_ok=True)
     link = config / "airflow_local_settings.py"

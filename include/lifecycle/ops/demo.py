@@ -320,6 +320,7 @@ Done in {time.monotonic() - started:.0f}s.
   summary        {summary}
   report         {report}
   Airflow UI     {stack.airflow_url}   {'(still running: `make down` stops it)' if keep else '(stopped; `make up` restarts it)'}
+                 user admin, password in .lifecycle/secrets/airflow_admin_password
   gateway        {stack.gateway_url}/v1/models/{spec.name}/predict   (admin token: .lifecycle/secrets/gateway_token)
   MLflow UI      {mlflow_ui}
   alerts         {alerts} ({n_alerts} received)

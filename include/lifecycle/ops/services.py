@@ -59,8 +59,13 @@ def start(name: str, argv: list[str], env: dict[str, str], paths: StatePaths | N
         raise ServiceError(f"{name} is already running (pid {pid_file.read_text().split()[0]}); `make down` first")
     full_env = {**os.environ, **env, "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = (paths.run_dir / f"{name}.log").open("ab")
+    drop: dict = {}
+    if user and os.geteuid() == 0:  # that account's own group only: none of root's groups come along
+        import pwd
+
+        drop = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": [], "umask": 0o077}
     proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd="/" if user else str(paths.root), user=user)
+                            start_new_session=True, cwd="/" if user else str(paths.root), **drop)
     pid_file.write_text(f"{proc.pid} {stop_signal}\n")
     return proc.pid
 
@@ -129,7 +134,7 @@ def stop_all(paths: StatePaths | None = None) -> list[str]:
     stopped = []
     # Airflow's scheduler first, so it does not start new task processes while the rest goes down; the
     # backends of the distributed topology (PostgreSQL, Redis, S3, MLflow) last, after their clients.
-    last = ("mlflow-server", "s3", "redis", "postgres")
+    last = ("mlflow-server", "s3", "redis", "postgres", "airflow-postgres")
     names = sorted((p.stem for p in paths.run_dir.glob("*.pid")),
                    key=lambda n: (n != "airflow-scheduler", last.index(n) if n in last else -1, n))
     for name in names:

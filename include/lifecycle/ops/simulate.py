@@ -20,9 +20,14 @@ if TYPE_CHECKING:
 class ClientPopulation:
     def __init__(self, spec: ModelSpec, gateway_url: str, *, rate: float = 100.0,
                  feedback_delay: tuple[float, float] = (0.5, 2.0), day: dt.date = dt.date(2026, 2, 1),
-                 scenario: str = "stable", seed: int = 0) -> None:
+                 scenario: str = "stable", seed: int = 0, feedback_token: str | None = None) -> None:
+        from lifecycle.paths import StatePaths
+
         self.spec, self.day, self.scenario = spec, day, scenario
         self.url = gateway_url.rstrip("/") + f"/v1/models/{spec.name}"
+        # Posting labels needs the feedback token: the state folder's (or $LIFECYCLE_FEEDBACK_TOKEN), as the gateway's.
+        token = feedback_token or StatePaths.current().feedback_token()
+        self.feedback_headers = {"Authorization": f"Bearer {token}"}
         self.rate, self.delay = rate, feedback_delay
         self.rng = random.Random(seed)
         # Every request is a new applicant (a fresh row, never re-sent): re-sending a small pool would count the
@@ -30,6 +35,7 @@ class ClientPopulation:
         self.applicants: deque[tuple[dict[str, Any], int, str]] = deque()
         self.pending: deque[tuple[float, str, int]] = deque()
         self.sent = self.ok = self.failed = self.feedback_sent = 0
+        self.feedback_limited = 0  # feedback posts the gateway's rate limit refused (429): sent again later
         self.statuses: dict[int, int] = {}
         self.errors: dict[str, int] = {}  # transport errors by kind
         self._stop = threading.Event()
@@ -98,15 +104,22 @@ class ClientPopulation:
                     next_at = time.monotonic()
 
     def _feedback(self) -> None:
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=10, headers=self.feedback_headers) as http:
             while not self._stop.wait(0.25):
-                batch = []
+                batch, held = [], []
                 while self.pending and self.pending[0][0] <= time.monotonic():
-                    _, rid, label = self.pending.popleft()
-                    batch.append({"request_id": rid, "label": label})
+                    item = self.pending.popleft()
+                    held.append(item)
+                    batch.append({"request_id": item[1], "label": item[2]})
                 if batch:
                     try:
-                        http.post(f"{self.url}/feedback", json=batch).raise_for_status()
+                        resp = http.post(f"{self.url}/feedback", json=batch)
+                        if resp.status_code == 429:  # over the gateway's feedback rate: send them again later
+                            self.feedback_limited += 1
+                            self.pending.extendleft(reversed(held))
+                            self._stop.wait(float(resp.headers.get("Retry-After", "1")))
+                            continue
+                        resp.raise_for_status()
                         self.feedback_sent += len(batch)
                     except httpx.HTTPError:
                         pass

@@ -1,5 +1,6 @@
-"""The embedded default as running services: Airflow (API server, scheduler, DAG processor, triggerer) on
-SQLite + LocalExecutor, the alert receiver, and the settings from ``airflow_settings.yaml``."""
+"""The embedded default as running services: Airflow (API server, scheduler, DAG processor, triggerer) with
+LocalExecutor on its own PostgreSQL (:mod:`lifecycle.ops.pgembedded`; ``LIFECYCLE_AIRFLOW_DB=sqlite`` keeps the
+SQLite file instead), the alert receiver, the serving gateway, and the settings from ``airflow_settings.yaml``."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from lifecycle.ops import services, topology
+from lifecycle import db
+from lifecycle.ops import pgembedded, services, topology
 from lifecycle.ops.airflow_env import airflow_env, prepare_home
 from lifecycle.paths import PROJECT_ROOT, StatePaths
 
@@ -118,7 +120,15 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
         topo = topology.Topology.for_state(paths) if already else topology.start_backends(paths, log)
         env.update(topo.airflow_env())
         os.environ.update(topo.client_env())  # this process (the demo driver) reads the same ledger and registry
-        already = [name for name in already if name.startswith(("airflow-", "gateway", "alert", "celery"))]
+    else:  # the embedded default: Airflow's metadata DB on a PostgreSQL server of its own (lifecycle.ops.pgembedded)
+        airflow_db = os.environ.get("LIFECYCLE_AIRFLOW_DB", "postgres").strip().lower()
+        if airflow_db not in ("postgres", "sqlite"):
+            raise services.ServiceError(f"LIFECYCLE_AIRFLOW_DB must be postgres or sqlite, got {airflow_db!r}")
+        if airflow_db == "postgres":
+            pg = pgembedded.AirflowPostgres(paths)
+            env.update(pgembedded.airflow_db_env(pg.ensure(log)))
+    already = [name for name in already if name != pgembedded.SERVICE
+               and name.startswith(("airflow-", "gateway", "alert", "celery"))]
     if not already:
         ports = [(api_port, "Airflow API server (AIRFLOW_PORT)"), (alerts_port, "alert receiver")]
         if with_gateway:
@@ -129,7 +139,7 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
                                             "stop it or pick another port")
         prepare_home(paths)
         log("stack: preparing the Airflow metadata DB ("
-            + ("PostgreSQL" if topo else "SQLite") + ")")
+            + ("SQLite" if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite") else "PostgreSQL") + ")")
         migrate(env)
         services.start("alert-receiver", [sys.executable, "-m", "lifecycle.alerts", "--out",
                                           str(paths.root / "demo" / "alerts.jsonl"), "--port", str(alerts_port)],
@@ -138,18 +148,18 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
             argv = ["airflow", component]
             if component == "api-server":
                 argv += ["--port", str(api_port), "--host", "127.0.0.1", "--workers", "1"]
-            # Distributed: Airflow's components exit when PostgreSQL goes away; a supervisor restarts them.
-            services.start(f"airflow-{component}", argv, env, paths, supervised=topo is not None)
+            # Airflow's components exit when their PostgreSQL goes away (a restart): a supervisor brings them back.
+            services.start(f"airflow-{component}", argv, env, paths, supervised=True)
         for worker in topology.WORKERS if topo else ():
             topology.start_worker(worker, env, paths)
         if with_gateway:
             services.start("gateway", [sys.executable, "-m", "lifecycle.serving", "--port", str(gateway_port)],
-                           {**env, "LIFECYCLE_GATEWAY_TOKEN": token}, paths)
+                           {**env, "LIFECYCLE_GATEWAY_TOKEN": token}, paths, supervised=True)
         log(f"stack: started Airflow ({', '.join(components)}"
             + (f", Celery workers {', '.join(topology.WORKERS)}" if topo else "") + "), the alert receiver"
             f"{' and the serving gateway' if with_gateway else ''}; waiting for the API")
         log("stack: " + (topo.describe() if topo else
-                         f"executor LocalExecutor; Airflow DB {env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}; MLflow "
+                         f"executor LocalExecutor; Airflow DB {db.describe(env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}; MLflow "
                          f"{paths.tracking_uri}; lifecycle DB (ledger, gateway traffic) {paths.ledger_db}"))
     services.wait_http(f"{airflow_url}/api/v2/monitor/health", timeout=180, what="Airflow API server",
                        log=paths.run_dir / "airflow-api-server.log")
@@ -161,6 +171,21 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
         services.wait_http(f"{gateway_url}/healthz", timeout=120, what="serving gateway",
                            log=paths.run_dir / "gateway.log")
     return Stack(airflow_url, alerts_url, gateway_url, token, env)
+
+
+def cli_env(paths: StatePaths | None = None) -> dict[str, str]:
+    """The environment Airflow's CLI needs to act on this state folder's Airflow (``lifecycle airflow ...``):
+    its home, settings and metadata DB, which lives in a server of the stack, so the stack must be up."""
+    paths = paths or StatePaths.current()
+    env = airflow_env(paths, api_port=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    if topology.enabled(paths):
+        env.update(topology.Topology.for_state(paths).airflow_env())
+    elif os.environ.get("LIFECYCLE_AIRFLOW_DB", "postgres").strip().lower() == "postgres":
+        pg = pgembedded.AirflowPostgres(paths)
+        if not pg.running():
+            raise services.ServiceError(f"Airflow's PostgreSQL of {paths.root} is not running: `make up` first")
+        env.update(pgembedded.airflow_db_env(pg.url()))
+    return env
 
 
 def stop_stack(paths: StatePaths | None = None) -> list[str]:

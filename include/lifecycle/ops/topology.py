@@ -66,8 +66,10 @@ class Topology:
     @classmethod
     def for_state(cls, paths: StatePaths) -> Topology:
         saved = paths.root / "topology.json"
-        if saved.exists():
-            return cls(**json.loads(saved.read_text()))
+        if saved.exists():  # the password is not in it: secrets/postgres_password (0600) holds it
+            data = json.loads(saved.read_text())
+            data["password"] = paths.secret("postgres_password")
+            return cls(**data)
         digest = hashlib.sha256(str(paths.root).encode()).hexdigest()[:12]
         env = os.environ.get
         return cls(root=str(paths.root), pg_data=env("LIFECYCLE_PG_DATA") or f"/var/tmp/lifecycle-pg-{digest}",
@@ -76,7 +78,9 @@ class Topology:
                    password=paths.secret("postgres_password"))
 
     def save(self) -> None:
-        (Path(self.root) / "topology.json").write_text(json.dumps(asdict(self), indent=2))
+        """``topology.json`` (ports and folders; readable by others, so without the password)."""
+        data = {k: v for k, v in asdict(self).items() if k != "password"}
+        atomic_write(Path(self.root) / "topology.json", json.dumps(data, indent=2))
 
     def pg_url(self, database: str, driver: str = "postgresql") -> str:
         return f"{driver}://lifecycle:{self.password}@127.0.0.1:{self.pg_port}/{database}"
@@ -170,7 +174,7 @@ def start_postgres(topo: Topology, paths: StatePaths, pg_bin: Path, log=print) -
         log(f"topology: created a PostgreSQL cluster in {data}")
     services.start("postgres", [str(pg_bin / "postgres"), "-D", str(data), "-p", str(topo.pg_port),
                                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data}",
-                                "-c", "max_connections=300", "-c", "fsync=off", "-c", "full_page_writes=off"],
+                                "-c", "max_connections=300"],  # PostgreSQL's durability defaults: fsync on
                    {}, paths, user=_pg_user(), stop_signal="SIGINT")
     wait_postgres(topo)
     import psycopg2
@@ -229,9 +233,10 @@ def start_s3(topo: Topology, paths: StatePaths) -> None:
 
 
 def start_mlflow(topo: Topology, paths: StatePaths) -> None:
-    env = {**S3_KEYS, "MLFLOW_S3_ENDPOINT_URL": topo.s3_url}
+    # The backend store URL holds the DB password: an environment variable, not the command line (ps).
+    env = {**S3_KEYS, "MLFLOW_S3_ENDPOINT_URL": topo.s3_url,
+           "MLFLOW_BACKEND_STORE_URI": topo.pg_url("mlflow", "postgresql+psycopg2")}
     services.start("mlflow-server", [str(services.venv_bin() / "mlflow"), "server",
-                                     "--backend-store-uri", topo.pg_url("mlflow", "postgresql+psycopg2"),
                                      "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}",
                                      "--host", "127.0.0.1", "--port", str(topo.mlflow_port), "--workers", "2"],
                    env, paths)

@@ -7,7 +7,8 @@ Layout under the archive URI: ``<model>/v<version>/<files>`` and ``<model>/v<ver
 Writing order: every file is uploaded (on S3 with a SHA-256 checksum the store verifies on receipt), then
 read back and compared with its expected sum and size, and only then is the manifest written (and read back).
 A failure at any point leaves no manifest; a retry skips the files already there with the right sum (it never
-uploads twice) and completes. An archive whose manifest exists is verified, not rewritten.
+uploads twice) and completes. An archive whose manifest exists is compared with what was staged (or with the
+digest the registry recorded), verified, and never rewritten; a foreign one is refused.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from lifecycle.fileio import atomic_write
+from lifecycle.errors import ConflictError
+from lifecycle.fileio import atomic_write, crash_point
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,16 @@ class ChecksumMismatchError(ArchiveError):
     def __init__(self, path: str, why: str) -> None:
         super().__init__(f"{path}: {why}")
         self.path = path
+
+
+class ForeignArchiveError(ConflictError, ArchiveError):
+    """The destination already holds a manifest that is not this archive's (another run, model or version, other
+    files): it is neither adopted nor overwritten; retrying will not help (HTTP 409)."""
+
+    def __init__(self, where: str, differences: list[str]) -> None:
+        super().__init__(f"{where} already exists and is not this archive: {'; '.join(differences)}; refusing to "
+                         "adopt or overwrite it")
+        self.differences = differences
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -170,38 +182,85 @@ def prefix_for(model: str, version: str | int) -> str:
 
 
 def write_archive(store: Store, model: str, version: str | int, staged: Path,
-                  meta: dict[str, Any] | None = None) -> ArchiveResult:
-    """Upload every file under ``staged``, verify each by reading it back, then write the manifest. Idempotent."""
+                  meta: dict[str, Any] | None = None, *, recorded_sha256: str | None = None) -> ArchiveResult:
+    """Upload every file under ``staged``, verify each by reading it back, then write the manifest. Idempotent.
+
+    A manifest already at the destination (a retry, or another registry writing to the same bucket) is trusted
+    only if it is this version's: its sha256 is ``recorded_sha256`` (the digest the registry recorded when the
+    version was retired), or it lists exactly the staged files (paths, sums, sizes) for the same model, version
+    and, where ``meta`` names them, registered model and source run. Anything else raises
+    :class:`ForeignArchiveError`, naming the differences, and nothing is written. A trusted one is verified
+    (every file read back), never rewritten.
+    """
     prefix = prefix_for(model, version)
-    if store.stat(prefix + MANIFEST) is not None:
-        manifest, digest = verify_archive(store, model, version)
-        log.info("archive: %s%s already complete (%d files); verified", store.uri, prefix, len(manifest["files"]))
-        return ArchiveResult(f"{store.uri}/{prefix}".rstrip("/"), digest, len(manifest["files"]),
-                             sum(f["size"] for f in manifest["files"]), 0)
     files = sorted(p for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST)
     if not files:
         raise ArchiveError(f"nothing staged under {staged} for {model} v{version}")
-    entries, uploaded = [], 0
+    entries = []
     for path in files:
-        rel = path.relative_to(staged).as_posix()
         data = path.read_bytes()
-        sha = sha256_bytes(data)
-        entries.append({"path": rel, "sha256": sha, "size": len(data)})
-        if store.stat(prefix + rel) == (len(data), sha):
+        entries.append({"path": path.relative_to(staged).as_posix(), "sha256": sha256_bytes(data), "size": len(data)})
+    if store.stat(prefix + MANIFEST) is not None:
+        body = store.get(prefix + MANIFEST)
+        if recorded_sha256 is None or sha256_bytes(body) != recorded_sha256:
+            differences = manifest_differences(body, model, version, entries, meta)
+            if differences:
+                raise ForeignArchiveError(f"{store.uri}/{prefix}{MANIFEST}", differences)
+        manifest, digest = verify_archive(store, model, version)
+        if digest != sha256_bytes(body):
+            raise ChecksumMismatchError(MANIFEST, "changed while it was being verified")
+        log.info("archive: %s%s already complete (%d files); verified", store.uri, prefix, len(manifest["files"]))
+        return ArchiveResult(f"{store.uri}/{prefix}".rstrip("/"), digest, len(manifest["files"]),
+                             sum(f["size"] for f in manifest["files"]), 0)
+    uploaded = 0
+    for path, entry in zip(files, entries, strict=True):
+        if store.stat(prefix + entry["path"]) == (entry["size"], entry["sha256"]):
             continue  # a retry: already there, intact
-        store.put(prefix + rel, data, sha)
+        store.put(prefix + entry["path"], path.read_bytes(), entry["sha256"])
         uploaded += 1
+        crash_point("archive.object_written")
     for entry in entries:  # read every object back before anything claims the archive is complete
         _check(store, prefix, entry)
+    crash_point("archive.objects_verified")
     manifest = {"model": model, "version": str(version), "files": entries, **(meta or {})}
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
     digest = sha256_bytes(body)
     store.put(prefix + MANIFEST, body, digest)
+    crash_point("archive.manifest_written")
     if sha256_bytes(store.get(prefix + MANIFEST)) != digest:
         raise ChecksumMismatchError(MANIFEST, "read back differently than written")
     log.info("archive: wrote %d of %d files to %s%s and the manifest", uploaded, len(entries), store.uri, prefix)
     return ArchiveResult(f"{store.uri}/{prefix}".rstrip("/"), digest, len(entries),
                          sum(e["size"] for e in entries), uploaded)
+
+
+#: Manifest fields that say whose archive it is (the rest of ``meta``, a reason or a DAG run id, may differ
+#: between two attempts at the same archive).
+IDENTITY = ("registered_model", "source_run_id")
+
+
+def manifest_differences(body: bytes, model: str, version: str | int, entries: list[dict[str, Any]],
+                         meta: dict[str, Any] | None = None) -> list[str]:
+    """How an existing manifest differs from the archive about to be written (empty: it is the same archive)."""
+    try:
+        manifest = json.loads(body)
+        found = {(f["path"], f["sha256"], int(f["size"])) for f in manifest["files"]}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        return [f"not a manifest ({err})"]
+    out = [f"{key} {manifest.get(key)!r} != {want!r}"
+           for key, want in (("model", model), ("version", str(version)),
+                             *((k, (meta or {})[k]) for k in IDENTITY if k in (meta or {})))
+           if str(manifest.get(key)) != str(want)]
+    staged = {(e["path"], e["sha256"], int(e["size"])) for e in entries}
+    by_path = {p: (s, n) for p, s, n in staged}
+    theirs = {p: (s, n) for p, s, n in found}
+    changed = sorted(p for p in by_path.keys() & theirs.keys() if by_path[p] != theirs[p])
+    if changed:
+        out.append("different contents: " + ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else ""))
+    for what, names in (("not staged", theirs.keys() - by_path.keys()), ("missing", by_path.keys() - theirs.keys())):
+        if names:
+            out.append(f"{what}: " + ", ".join(sorted(names)[:5]) + (" ..." if len(names) > 5 else ""))
+    return out
 
 
 def _check(store: Store, prefix: str, entry: dict[str, Any]) -> bytes:

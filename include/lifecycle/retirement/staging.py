@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifecycle.fileio import atomic_write
+from lifecycle.fileio import atomic_write, fsync_tree
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
 from lifecycle.registry.store import TAG, Registry
@@ -75,8 +75,17 @@ def stage(spec: ModelSpec, version: str | int, reason: str, paths: StatePaths | 
     traffic = [h for h in TrafficStore(paths.ledger_db).history(spec.name) if version in h.get("weights", {})]
     atomic_write(out / "history/traffic.json", json.dumps(traffic, indent=2, default=str))
     atomic_write(out / "MODEL_CARD.md", model_card(spec, version, mv, run, events, traffic, days, reason, out))
-    (out / ".complete").touch()
+    fsync_tree(out)  # the copied model files too: the marker must never outlive what it vouches for
+    atomic_write(out / ".complete", "")
     return out
+
+
+def recorded_archive_sha256(spec: ModelSpec, version: str | int, paths: StatePaths | None = None) -> str | None:
+    """The manifest sha256 the registry recorded when ``version`` was retired (``lifecycle.archive_sha256``), or
+    None: what :func:`~lifecycle.retirement.archive.write_archive` may trust in an existing manifest when a
+    retired version is archived again (its staging folder is gone, so what is staged anew differs)."""
+    mv = Registry(paths or StatePaths.current()).version(spec.model_name, str(version))
+    return mv.tags.get(f"{TAG}archive_sha256") or None
 
 
 def model_card(spec: ModelSpec, version: str, mv: Any, run: Any, events: list[Any], traffic: list[dict],

@@ -1,4 +1,10 @@
-"""Run the gateway: ``python -m lifecycle.serving [--host 127.0.0.1] [--port 8000]``."""
+"""Run the gateway: ``python -m lifecycle.serving [--host 127.0.0.1] [--port 8000]``.
+
+Credentials, read from the state folder (``$LIFECYCLE_HOME``) unless set in the environment: the admin token
+(``$LIFECYCLE_GATEWAY_TOKEN``, else ``secrets/gateway_token``) and the token that posting feedback needs
+(``$LIFECYCLE_FEEDBACK_TOKEN``, else ``secrets/feedback_token``; the admin token is accepted too). Clients on the same
+state folder (the simulator, the demo) read the same files.
+"""
 from __future__ import annotations
 
 import argparse

@@ -4,12 +4,15 @@ Public API::
 
     POST /v1/models/{model}/predict     one row (JSON object) or a batch (JSON array of objects)
     POST /v1/models/{model}/feedback    {"request_id": ..., "label": 0|1} or an array of them
+                                        (``Authorization: Bearer <feedback token or admin token>``; rate-limited
+                                        per client address by the spec's ``serving.feedback_rate``/``_burst``)
     GET  /healthz   /readyz   /metrics
 
 Admin API (``Authorization: Bearer <token>``)::
 
-    GET    /admin/models/{model}/traffic                       weights, loaded versions, recent changes
-    PUT    /admin/models/{model}/traffic                       {"weights": {"1": 95, "2": 5}, "reason": "..."}
+    GET    /admin/models/{model}/traffic                       weights, revision, loaded versions, recent changes
+    PUT    /admin/models/{model}/traffic                       {"weights": {"1": 95, "2": 5}, "reason": "...",
+                                                                "expected_revision": 7}  (optional: 409 if stale)
     POST   /admin/models/{model}/versions/{version}/load       load + warm a registered version (weight 0)
     DELETE /admin/models/{model}/versions/{version}            unload (only at weight 0)
     GET    /admin/models/{model}/stats?since=<unix seconds>    live requests, errors, latency, feedback per version
@@ -43,9 +46,8 @@ import threading
 import time
 import uuid
 import zlib
-from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +81,26 @@ from lifecycle.serving.limits import (
     show_names,
     too_deep,
 )
+from lifecycle.serving.live import LiveStats, PredictionIndex, RateLimiter, summarize
 from lifecycle.serving.predlog import LogWriter
 from lifecycle.serving.scoring import FastScorer, RequestError, Schema
-from lifecycle.serving.traffic import TrafficError, TrafficStore, WeightHeldError, check_weights
+from lifecycle.serving.traffic import (
+    Applied,
+    TrafficConflictError,
+    TrafficError,
+    TrafficStore,
+    WeightHeldError,
+    check_revision,
+    check_weights,
+)
 from lifecycle.spec import ModelSpec
 
 log = logging.getLogger("lifecycle.gateway")
-RECENT_PREDICTIONS = 500_000
-STATS_WINDOW = 400_000
 BOOTSTRAP_EVERY = 5  # sync ticks between registry look-ups for models that serve nothing yet
+#: /readyz answers 503 once the prediction log has failed to write for this long (or its writer thread died).
+LOG_FAILING_SECONDS = 30.0
+#: A version that failed to load is tried again by the sync loop after this long, doubling up to the second.
+LOAD_RETRY_SECONDS = (30.0, 600.0)
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -124,6 +137,22 @@ class UnsupportedMediaTypeError(MalformedRequestError):
     http_status = 415
 
 
+class UnauthorizedError(LifecycleError):
+    """A call that needs a credential it did not carry (401)."""
+
+    http_status = 401
+
+
+class RateLimitedError(LifecycleError):
+    """A client over its rate (429): answered with ``Retry-After`` (whole seconds, at least 1)."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
 def error_status(err: BaseException) -> int:
     """The gateway's one mapping from an exception to its HTTP status, by type, never by message.
 
@@ -142,32 +171,18 @@ class Version:
 
 
 @dataclass
-class LiveStats:
-    """Per-version rolling record of served requests and labelled feedback (for the canary judge)."""
+class LoadFailure:
+    """A version the traffic store says is loaded that this gateway could not load (missing or corrupt artifact,
+    unreachable registry): the others serve; the sync loop tries it again at ``retry_at`` (monotonic)."""
 
-    requests: deque = field(default_factory=lambda: deque(maxlen=STATS_WINDOW))  # (ts, latency_ms, error)
-    feedback: deque = field(default_factory=lambda: deque(maxlen=STATS_WINDOW))  # (ts, correct, squared error)
-
-    def summary(self, since: float) -> dict[str, Any]:
-        reqs = [r for r in self.requests if r[0] >= since]
-        lat = np.array([r[1] for r in reqs]) if reqs else np.array([])
-        fb = [f for f in self.feedback if f[0] >= since]
-        sq = np.array([f[2] for f in fb]) if fb else np.array([])
-        return {
-            "requests": len(reqs),
-            "errors": sum(1 for r in reqs if r[2]),
-            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
-            "feedback": len(fb),
-            "correct": sum(1 for f in fb if f[1]),
-            "brier": float(sq.mean()) if len(sq) else None,
-            "brier_var": float(sq.var(ddof=1)) if len(sq) > 1 else None,
-            "first_ts": reqs[0][0] if reqs else None,
-        }
+    error: str
+    attempts: int
+    retry_at: float
 
 
 class ModelRuntime:
-    """One model's loaded versions and routing table; replaced wholesale on change (copy-on-write)."""
+    """One model's loaded versions and routing table; replaced wholesale on change (copy-on-write). Also its live
+    state: recent predictions by request id (``index``), live stats per version, the feedback rate limit."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -176,6 +191,14 @@ class ModelRuntime:
         self.weights: dict[str, int] = {}
         self.routes: tuple[tuple[float, Version], ...] = ()
         self.stats: dict[str, LiveStats] = {}
+        serving = spec.serving
+        self.index = PredictionIndex(int(serving.index_max_mb * 2**20), serving.feedback_ttl_seconds)
+        self.limiter = RateLimiter(serving.feedback_rate, serving.feedback_burst)
+        # Live stats cover the longest window anyone asks for: a canary step, or the SLO watcher's window.
+        self.stats_retention = max(spec.canary.max_seconds, serving.slo.window_seconds)
+
+    def new_stats(self) -> LiveStats:
+        return LiveStats(retention=self.stats_retention)
 
     def apply(self, weights: dict[str, int]) -> None:
         routes, upper = [], 0.0
@@ -220,25 +243,42 @@ def gateway_token(paths: StatePaths) -> str:
 
 class Gateway:
     def __init__(self, specs: list[ModelSpec], paths: StatePaths | None = None, *, token: str | None = None,
-                 loader: Callable[[ModelSpec, str], FastScorer] | None = None, sync_seconds: float = 1.0) -> None:
+                 loader: Callable[[ModelSpec, str], FastScorer] | None = None, sync_seconds: float = 1.0,
+                 feedback_token: str | None = None) -> None:
         self.paths = paths or StatePaths.current()
         self.models = {s.name: ModelRuntime(s) for s in specs}
         self.store = TrafficStore(self.paths.ledger_db)
         self.token = check_token(token, "Gateway(token=...)") if token else gateway_token(self.paths)
+        # Posting labels needs this (or the admin token): $LIFECYCLE_FEEDBACK_TOKEN, else secrets/feedback_token.
+        self.feedback_token = (check_token(feedback_token, "Gateway(feedback_token=...)") if feedback_token
+                               else self.paths.feedback_token())
         self.loader = loader or default_loader(self.paths)
         self.logs = LogWriter(self.paths.root / "serving")
-        self.recent: OrderedDict[str, tuple[str, str, tuple[int, ...], tuple[float, ...], float]] = OrderedDict()
         self.sync_seconds = sync_seconds
+        self.load_failures: dict[tuple[str, str], LoadFailure] = {}  # (model, version) -> why, until it loads
+        self.load_failed_total: dict[str, int] = dict.fromkeys(self.models, 0)
+        self.sync_errors: dict[str, str] = {}  # model -> why its last sync failed, until one succeeds
         self._lock = asyncio.Lock()
         self._sync_task: asyncio.Task | None = None
         self._metrics = _Metrics()
+        self._metrics.registry.register(_StateCollector(self))
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
-        for name in self.models:
-            await self._sync_model(name, bootstrap=True)
+        for name in self.models:  # a model (or version) that cannot be served now never stops the others
+            await self._sync_safely(name, bootstrap=True)
         self._sync_task = asyncio.create_task(self._sync_loop())
         _freeze_heap()
+
+    async def _sync_safely(self, name: str, bootstrap: bool) -> None:
+        try:
+            await self._sync_model(name, bootstrap=bootstrap)
+        except Exception as err:  # noqa: BLE001 - keep serving with the state we have
+            if name not in self.sync_errors:
+                log.warning("gateway: sync of %s failed: %s", name, err)
+            self.sync_errors[name] = f"{type(err).__name__}: {cut(str(err), 200)}"
+        else:
+            self.sync_errors.pop(name, None)
 
     async def stop(self) -> None:
         if self._sync_task:
@@ -252,12 +292,11 @@ class Gateway:
         while True:
             await asyncio.sleep(self.sync_seconds)
             tick += 1
-            for name in self.models:
-                try:
-                    # A model with no traffic yet starts serving its champion once the registry has one.
-                    await self._sync_model(name, bootstrap=tick % BOOTSTRAP_EVERY == 0)
-                except Exception as err:  # noqa: BLE001 - keep serving with the state we have
-                    log.warning("gateway: sync of %s failed: %s", name, err)
+            now = time.time()
+            for name, rt in self.models.items():
+                rt.index.expire(now)  # labels older than serving.feedback_ttl_seconds match nothing anyway
+                # A model with no traffic yet starts serving its champion once the registry has one.
+                await self._sync_safely(name, bootstrap=tick % BOOTSTRAP_EVERY == 0)
 
     async def _sync_model(self, name: str, bootstrap: bool = False) -> None:
         """Make the runtime match the traffic store (another worker or a restart may have changed it)."""
@@ -268,19 +307,48 @@ class Gateway:
             if champion is None:
                 log.debug("gateway: %s has no champion yet; not serving it", name)
                 return
-            await self.load(name, champion)
-            await self.set_weights(name, {champion: 100}, "bootstrap: serve the registry's champion")
+            if await self._load_stored(name, champion):
+                await self.set_weights(name, {champion: 100}, "bootstrap: serve the registry's champion")
             return
         for version, (_, loaded) in stored.items():
             if loaded and version not in rt.versions:
-                await self.load(name, version)
+                await self._load_stored(name, version)
             elif not loaded and version in rt.versions and rt.weights.get(version, 0) == 0:
                 self._drop(name, version)
+        for model, version in [k for k in self.load_failures if k[0] == name]:
+            if stored and not stored.get(version, (0, False))[1]:  # unloaded meanwhile: nothing to retry
+                self.load_failures.pop((model, version), None)
         async with self._lock:  # re-read under the lock: a concurrent admin change must not be undone
             stored = await asyncio.to_thread(self.store.versions, name)
             weights = {v: w for v, (w, loaded) in stored.items() if loaded and v in rt.versions}
-            if weights != rt.weights and sum(weights.values()) == 100:
+            # A version that failed to load is left out: its share goes to the others (the last route takes the
+            # remainder) rather than the model serving nothing.
+            failed = sum(w for v, (w, loaded) in stored.items() if loaded and (name, v) in self.load_failures)
+            if weights != rt.weights and (sum(weights.values()) == 100
+                                          or (failed and sum(weights.values()) + failed == 100
+                                              and any(weights.values()))):
                 rt.apply(weights)
+
+    async def _load_stored(self, name: str, version: str) -> bool:
+        """Load a version the traffic store (or the registry's champion alias) says to serve; -> whether it is
+        loaded. A failure is never raised: it is logged, kept in ``load_failures`` (``/readyz``, ``/metrics``)
+        and tried again after a backoff (:data:`LOAD_RETRY_SECONDS`) while the other versions serve."""
+        key = (name, version)
+        failed = self.load_failures.get(key)
+        if failed is not None and time.monotonic() < failed.retry_at:
+            return False
+        try:
+            await self.load(name, version)
+        except Exception as err:  # noqa: BLE001 - a missing or corrupt artifact must not stop the gateway
+            attempts = failed.attempts + 1 if failed else 1
+            pause = min(LOAD_RETRY_SECONDS[0] * 2 ** (attempts - 1), LOAD_RETRY_SECONDS[1])
+            self.load_failures[key] = LoadFailure(f"{type(err).__name__}: {cut(str(err), 200)}", attempts,
+                                                  time.monotonic() + pause)
+            self.load_failed_total[name] = self.load_failed_total.get(name, 0) + 1
+            log.error("gateway: cannot load %s v%s (attempt %d, next in %.0f s); serving the others: %s", name,
+                      version, attempts, pause, self.load_failures[key].error)
+            return False
+        return True
 
     def _champion(self, spec: ModelSpec) -> str | None:
         from lifecycle.registry.store import CHAMPION, Registry
@@ -306,7 +374,8 @@ class Gateway:
         async with self._lock:
             rt.versions = {**rt.versions, version: loaded}
             rt.weights = {**rt.weights, version: rt.weights.get(version, 0)}
-            rt.stats.setdefault(version, LiveStats())
+            rt.stats.setdefault(version, rt.new_stats())
+        self.load_failures.pop((model, version), None)
         await asyncio.to_thread(self.store.mark_loaded, model, version, True)
         _freeze_heap()
         log.info("gateway: loaded %s v%s", model, version)
@@ -316,6 +385,10 @@ class Gateway:
         rt = self.models[model]
         rt.versions = {k: v for k, v in rt.versions.items() if k != version}
         rt.weights = {k: w for k, w in rt.weights.items() if k != version}
+        rt.stats.pop(version, None)  # its live state goes with it: a reload starts afresh
+        entries = rt.index.drop(version)
+        if entries and len(entries) > 10_000:  # freeing a large one takes a while: not on the event loop
+            threading.Thread(target=entries.clear, name="index-drop", daemon=True).start()
 
     async def unload(self, model: str, version: str) -> None:
         rt = self.runtime(model)
@@ -329,18 +402,28 @@ class Gateway:
             self._drop(model, version)
         log.info("gateway: unloaded %s v%s", model, version)
 
-    async def set_weights(self, model: str, weights: dict[str, int], reason: str) -> dict[str, int]:
+    async def set_weights(self, model: str, weights: dict[str, int], reason: str,
+                          expected_revision: int | None = None) -> Applied:
+        """Set the weights (versions not named get 0); returns the runtime's weights after the change (every loaded
+        version) and the model's new traffic revision. ``expected_revision``: a compare-and-set
+        (:meth:`TrafficStore.set_weights`): if the traffic changed since, :class:`TrafficConflictError` (409) and
+        nothing changes; a stale writer hears of the conflict before any refusal of its weights."""
         rt = self.runtime(model)
         weights = check_weights({str(k): v for k, v in weights.items()})
-        missing = sorted(set(weights) - set(rt.versions), key=int)
-        if missing:
-            raise TrafficError(f"version(s) {show_names(missing)} not loaded in the gateway (loaded: "
-                               f"{sorted(rt.versions, key=int)})")
+        if expected_revision is not None:
+            check_revision(expected_revision)
         async with self._lock:
-            clean = await asyncio.to_thread(self.store.set_weights, model, weights, reason)
-            rt.apply(clean)
-        log.info("gateway: %s weights %s (%s)", model, clean, reason)
-        return clean
+            missing = sorted(set(weights) - set(rt.versions), key=int)
+            if missing:
+                if expected_revision is not None:
+                    await asyncio.to_thread(self.store.expect, model, expected_revision)
+                raise TrafficError(f"version(s) {show_names(missing)} not loaded in the gateway (loaded: "
+                                   f"{sorted(rt.versions, key=int)})")
+            applied = await asyncio.to_thread(self.store.set_weights, model, weights, reason, expected_revision)
+            rt.apply(applied.weights)
+            result = Applied(rt.weights, applied.revision)
+        log.info("gateway: %s weights %s (%s; revision %d)", model, applied.weights, reason, applied.revision)
+        return result
 
     # ---- serving -----------------------------------------------------------------------------------
     def predict(self, model: str, body: bytes, key: str | None) -> dict[str, Any]:
@@ -356,7 +439,9 @@ class Gateway:
         try:
             p = version.scorer.proba(rows)
         except Exception as err:  # a version that cannot score counts against it in the canary's error rate
-            rt.stats[version.version].requests.append((time.time(), (time.perf_counter() - start) * 1000, True))
+            stats = rt.stats.get(version.version)
+            if stats is not None:
+                stats.request(time.time(), (time.perf_counter() - start) * 1000, True)
             self._metrics.observe(model, version.version, "error", None)
             log.exception("gateway: %s v%s failed to score", model, version.version)
             raise ScoringError(f"{model} v{version.version} failed to score: {type(err).__name__}") from err
@@ -364,14 +449,12 @@ class Gateway:
         request_id = uuid.uuid4().hex
         now = time.time()
         latency_ms = (time.perf_counter() - start) * 1000
-        rt.stats[version.version].requests.append((now, latency_ms, False))
-        # Live accuracy is judged on the calibrated decision (p >= 0.5), not on each version's F1-tuned threshold:
-        # thresholds trade accuracy for recall differently per version, which would make accuracy compare
-        # thresholds rather than models. Calibration itself is gated offline (calibration_error).
-        decisions = labels if version.scorer.threshold == 0.5 else tuple((p >= 0.5).astype(int).tolist())
-        self.recent[request_id] = (model, version.version, decisions, tuple(p.tolist()), now)
-        if len(self.recent) > RECENT_PREDICTIONS:
-            self.recent.popitem(last=False)
+        stats = rt.stats.get(version.version)
+        if stats is not None:
+            stats.request(now, latency_ms)
+        # Kept for the labels to come (bounded by serving.index_max_mb and feedback_ttl_seconds): the
+        # probabilities, 8 bytes a row; feedback derives the decision it judges from them (see feedback).
+        rt.index.add(version.version, request_id, np.ascontiguousarray(p, dtype=np.float64).tobytes(), now)
         record = {"request_id": request_id, "ts": now, "model": model, "version": version.version, "rows": rows,
                   "probability": p, "label": labels, "latency_ms": latency_ms}
         predictions = [{"probability": float(pi), "label": li} for pi, li in zip(p, labels, strict=True)]
@@ -384,39 +467,96 @@ class Gateway:
         self._metrics.observe(model, version.version, "ok", latency_ms / 1000)
         return {"request_id": request_id, "model": model, "version": version.version, "predictions": predictions}
 
-    def feedback(self, model: str, body: bytes) -> dict[str, Any]:
+    def feedback(self, model: str, body: bytes, client: str | None = None) -> dict[str, Any]:
+        """Match labels to recent predictions (live stats) and log them. ``client`` (the caller's address): charged
+        its labels against the per-client rate limit (serving.feedback_rate/_burst): over it, 429 and nothing done."""
         rt = self.runtime(model)
         clean = _load(body, lambda data: _feedback_items(data, rt.schema.max_rows))
+        if client is not None:
+            self._charge(rt, client, sum(len(labels) for _, labels in clean))
         now = time.time()
         matched = 0
         for rid, labels in clean:
-            seen = self.recent.get(rid)
+            seen = rt.index.get(rid, now)
             record = {"request_id": rid, "ts": now, "model": model, "label": labels}
-            if seen is not None and seen[0] == model:
-                _, version, predicted, probs, _ = seen
+            if seen is not None:
+                version, probs = seen
                 record["version"] = version
-                stats = self.models[model].stats.get(version)
-                if stats is not None and len(predicted) == len(labels):
-                    for pred, prob, truth in zip(predicted, probs, labels, strict=True):
-                        stats.feedback.append((now, pred == truth, (prob - truth) ** 2))
+                stats = rt.stats.get(version)
+                if stats is not None and len(probs) == 8 * len(labels):
+                    # Live accuracy is judged on the calibrated decision (p >= 0.5), not on each version's
+                    # F1-tuned threshold: thresholds trade accuracy for recall differently per version, which would
+                    # make accuracy compare thresholds rather than models. Calibration is gated offline.
+                    for prob, truth in zip(np.frombuffer(probs).tolist(), labels, strict=True):
+                        stats.label(now, (prob >= 0.5) == truth, (prob - truth) ** 2)
                 matched += 1
             self.logs.put("feedback", model, now, record)
         return {"accepted": len(clean), "matched": matched}
 
+    def _charge(self, rt: ModelRuntime, client: str, labels: int) -> None:
+        limiter = rt.limiter
+        if labels > limiter.burst:
+            raise PayloadTooLargeError(f"{labels} labels in one request exceed serving.feedback_burst "
+                                       f"({limiter.burst:g}): send them in smaller requests")
+        wait = limiter.take(client, labels, time.monotonic())
+        if wait:
+            raise RateLimitedError(f"feedback rate limit of {limiter.rate:g} labels/s per client (burst "
+                                   f"{limiter.burst:g}) reached; retry in {max(1, math.ceil(wait))} s", wait)
+
     def stats(self, model: str, since: float) -> dict[str, Any]:
+        """Live stats per version since ``since`` (computed here; the endpoint uses :meth:`stats_async`)."""
         rt = self.runtime(model)
         return {"model": model, "since": since, "weights": rt.weights,
                 "versions": {v: s.summary(since) for v, s in rt.stats.items()}}
 
+    async def stats_async(self, model: str, since: float) -> dict[str, Any]:
+        """:meth:`stats` without stalling the event loop: a snapshot of the buckets here (O(buckets)), the O(n)
+        summary (latency percentiles, Brier score) in a worker thread."""
+        rt = self.runtime(model)
+        weights = rt.weights
+        snapshots = {v: s.snapshot(since) for v, s in rt.stats.items()}
+        versions = await asyncio.to_thread(_summaries, snapshots, since)
+        return {"model": model, "since": since, "weights": weights, "versions": versions}
+
     def ready(self) -> tuple[bool, list[str]]:
+        """Not ready (503): a weight on a version that is not loaded, a model whose every version with traffic
+        failed to load, or a prediction log that cannot write (its thread dead, or failing for longer than
+        :data:`LOG_FAILING_SECONDS`). Versions that failed to load while others serve: :meth:`degraded`."""
         problems = [f"{name} v{v} has weight {w} but is not loaded" for name, rt in self.models.items()
                     for v, w in rt.weights.items() if w > 0 and v not in rt.versions]
+        for name in sorted({model for model, _ in self.load_failures}):
+            if not self.models[name].routes:
+                problems.append(f"{name} serves nothing: every version with traffic failed to load")
+        for name, err in sorted(self.sync_errors.items()):
+            if not self.models[name].routes:
+                problems.append(f"{name} serves nothing: its traffic state could not be read ({err})")
+        trouble = self.logs.problem(LOG_FAILING_SECONDS)
+        if trouble:
+            problems.append(trouble)
         return not problems, problems
+
+    def degraded(self) -> list[str]:
+        """What does not stop serving but needs a look: versions that failed to load, models whose sync failed."""
+        out = [f"{name} v{version} failed to load ({f.attempts} attempt{'s' if f.attempts > 1 else ''}): {f.error}"
+               for (name, version), f in sorted(self.load_failures.items())]
+        return out + [f"{name}: last sync failed: {err}" for name, err in sorted(self.sync_errors.items())]
 
     def authorized(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self.token.encode())
+
+    def may_post_feedback(self, request: Request) -> bool:
+        """``Authorization: Bearer <feedback token>`` (or the admin token); both compared in constant time."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = token.encode()
+        feeder = hmac.compare_digest(given, self.feedback_token.encode())
+        admin = hmac.compare_digest(given, self.token.encode())
+        return scheme.lower() == "bearer" and (feeder or admin)
+
+
+def _summaries(snapshots: dict[str, list], since: float) -> dict[str, dict[str, Any]]:
+    return {version: summarize(buckets, since) for version, buckets in snapshots.items()}
 
 
 def _freeze_heap() -> None:
@@ -507,14 +647,16 @@ def _feedback_items(data: Any, max_labels: int) -> list[tuple[str, list[int]]]:
     return clean
 
 
-def _traffic_body(data: Any) -> tuple[dict[str, int], str]:
-    """The admin traffic PUT body ``{"weights": {version: percent}, "reason": str}`` -> (weights, reason)."""
-    shape = 'body must be {"weights": {version: percent}, "reason": str}'
+def _traffic_body(data: Any) -> tuple[dict[str, int], str, int | None]:
+    """The admin traffic PUT body ``{"weights": {version: percent}, "reason": str, "expected_revision": int}``
+    -> (weights, reason, expected_revision). ``expected_revision`` is optional (absent or null: no check); not an
+    integer (a bool included): 400; negative: 422."""
+    shape = 'body must be {"weights": {version: percent}, "reason": str, "expected_revision": int (optional)}'
     if not isinstance(data, dict):
         raise MalformedRequestError(f"{shape}, got {type(data).__name__ if data is not None else 'null'}")
     if "weights" not in data:
         raise MalformedRequestError(f"{shape}: weights missing")
-    extra = [k for k in data if k not in ("weights", "reason")]
+    extra = [k for k in data if k not in ("weights", "reason", "expected_revision")]
     if extra:
         raise MalformedRequestError(f"{shape}: unknown field(s) {show_names(extra)}")
     weights = data["weights"]
@@ -525,7 +667,11 @@ def _traffic_body(data: Any) -> tuple[dict[str, int], str]:
         raise RequestError(f"reason must be a string, got {type(reason).__name__}")
     if reason is not None and len(reason) > MAX_REASON_CHARS:
         raise RequestError(f"reason must be at most {MAX_REASON_CHARS} characters, got {len(reason)}")
-    return check_weights(weights), reason or "admin API"
+    expected = data.get("expected_revision")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+        raise MalformedRequestError(f"expected_revision must be a non-negative integer (the revision a GET of the "
+                                    f"traffic returned), got {show(expected)}")
+    return check_weights(weights), reason or "admin API", None if expected is None else check_revision(expected)
 
 
 class _Metrics:
@@ -571,6 +717,50 @@ class _Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+class _StateCollector:
+    """Metrics read from the gateway's state when scraped (nothing on the request path): the prediction index,
+    the prediction log, versions that failed to load, feedback refused by the rate limit."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        gw = self.gateway
+        size = GaugeMetricFamily("gateway_index_bytes", "Estimated bytes of the recent-predictions index "
+                                 "(serving.index_max_mb)", labels=["model"])
+        entries = GaugeMetricFamily("gateway_index_entries", "Predictions kept for their labels", labels=["model"])
+        evicted = CounterMetricFamily("gateway_index_evictions", "Predictions evicted from the index before a label "
+                                      "came: age (serving.feedback_ttl_seconds), bytes (serving.index_max_mb), "
+                                      "unload", labels=["model", "reason"])
+        limited = CounterMetricFamily("gateway_feedback_rate_limited", "Feedback requests refused by the per-client "
+                                      "rate limit (429)", labels=["model"])
+        failed = GaugeMetricFamily("gateway_version_load_failed", "1 for each version the traffic store serves that "
+                                   "this gateway could not load", labels=["model", "version"])
+        failures = CounterMetricFamily("gateway_version_load_failures", "Failed attempts to load a served version",
+                                       labels=["model"])
+        for name, rt in gw.models.items():
+            size.add_metric([name], rt.index.bytes)
+            entries.add_metric([name], len(rt.index))
+            for reason, n in rt.index.evicted.items():
+                evicted.add_metric([name, reason], n)
+            limited.add_metric([name], rt.limiter.refused)
+            failures.add_metric([name], gw.load_failed_total.get(name, 0))
+        for (name, version) in sorted(gw.load_failures):
+            failed.add_metric([name, version], 1)
+        logs = gw.logs
+        yield from (size, entries, evicted, limited, failed, failures)
+        yield CounterMetricFamily("gateway_log_dropped", "Prediction and feedback log records dropped (the queue "
+                                  "full while writes failed)", value=logs.dropped)
+        yield CounterMetricFamily("gateway_log_write_errors", "Failed attempts to append to the prediction log",
+                                  value=logs.write_errors)
+        yield GaugeMetricFamily("gateway_log_backlog_bytes", "Log bytes waiting to be written",
+                                value=logs.backlog_bytes)
+        yield GaugeMetricFamily("gateway_log_healthy", "1 while the prediction log writes (see /readyz)",
+                                value=0 if logs.problem(LOG_FAILING_SECONDS) else 1)
 
 
 def create_app(gateway: Gateway) -> Starlette:
@@ -619,6 +809,8 @@ def create_app(gateway: Gateway) -> Starlette:
                     message += f"; served: {err.served}"
                 # The rest of an oversized body is never read: close the connection rather than drain it.
                 headers = {"Connection": "close"} if isinstance(err, BodyTooLargeError) else None
+                if isinstance(err, RateLimitedError):
+                    headers = {"Retry-After": str(err.retry_after)}
                 return _error(status, message, headers)
             except Exception as err:
                 log.exception("gateway: unexpected error on %s", request.url.path)
@@ -630,25 +822,45 @@ def create_app(gateway: Gateway) -> Starlette:
         return _json(gateway.predict(request.path_params["model"], body, request.headers.get("x-routing-key")))
 
     async def feedback(request: Request) -> Response:
-        return _json(gateway.feedback(request.path_params["model"], await read_body(request)), 202)
+        if not gateway.may_post_feedback(request):  # before reading a byte of the body
+            raise UnauthorizedError("feedback needs 'Authorization: Bearer <token>' with the feedback token (or the "
+                                    "gateway's admin token)")
+        client = request.client.host if request.client else "-"
+        return _json(gateway.feedback(request.path_params["model"], await read_body(request), client), 202)
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
         ok, problems = gateway.ready()
-        return _json({"ready": ok, "problems": problems}, 200 if ok else 503)
+        return _json({"ready": ok, "problems": problems, "degraded": gateway.degraded()}, 200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(gateway._metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def traffic(request: Request) -> Response:
+        """GET: ``{"model", "weights", "revision", "loaded", "history"}``; ``weights`` and ``revision`` are one
+        consistent view (read under the gateway's lock), each history row carries the revision it made.
+
+        PUT ``{"weights": {...}, "reason": str, "expected_revision": int}`` answers the same shape after the change.
+        ``expected_revision`` (optional, in the body; no ``If-Match`` header) makes it a compare-and-set: pass the
+        ``revision`` the GET (or the last PUT) returned, and if any weight change, load or unload happened since,
+        nothing changes and the answer is 409 ``{"error", "revision", "weights"}`` with the current revision and
+        weights. Not an integer (a bool included): 400; negative: 422."""
         model = request.path_params["model"]
         rt = gateway.runtime(model)
         if request.method == "PUT":
-            weights, reason = _load(await read_body(request), _traffic_body)
-            await gateway.set_weights(model, weights, reason)
-        return _json({"model": model, "weights": rt.weights, "loaded": sorted(rt.versions, key=int),
+            weights, reason, expected = _load(await read_body(request), _traffic_body)
+            try:
+                current, revision = await gateway.set_weights(model, weights, reason, expected_revision=expected)
+            except TrafficConflictError as err:
+                gateway._metrics.observe(model, "-", "409", None)
+                return _error(409, str(err), revision=err.revision, weights=err.weights)
+        else:
+            async with gateway._lock:  # a change through this gateway writes the store and applies under it
+                current = rt.weights
+                revision = await asyncio.to_thread(gateway.store.revision, model)
+        return _json({"model": model, "weights": current, "revision": revision, "loaded": sorted(rt.versions, key=int),
                       "history": gateway.store.history(model)[-20:]})
 
     async def version(request: Request) -> Response:
@@ -672,7 +884,7 @@ def create_app(gateway: Gateway) -> Starlette:
         if not math.isfinite(since):
             raise MalformedRequestError(f"since must be a unix timestamp in seconds (a finite decimal number), got "
                                         f"{show(text)}")
-        return _json(gateway.stats(request.path_params["model"], since))
+        return _json(await gateway.stats_async(request.path_params["model"], since))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         # Starlette's own refusals (no such route: 404, method not allowed: 405) answer like the gateway's.

@@ -5,6 +5,8 @@ from typing import Any
 
 import httpx
 
+from lifecycle.serving.traffic import TrafficConflictError
+
 
 class GatewayError(RuntimeError):
     """The gateway refused an admin call or could not be reached; the message says which and why.
@@ -14,6 +16,17 @@ class GatewayError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class GatewayConflictError(GatewayError, TrafficConflictError):
+    """A traffic change with ``expected_revision`` refused with 409: the traffic changed since. Both a
+    ``GatewayError`` (status 409) and a :class:`~lifecycle.serving.traffic.TrafficConflictError` (``revision``,
+    ``weights``: the gateway's current ones; ``expected``: what was passed), so callers catch it the same way whether
+    they talk to the gateway over HTTP or to the traffic store directly."""
+
+    def __init__(self, message: str, revision: int, weights: dict[str, int], expected: int | None = None) -> None:
+        GatewayError.__init__(self, message, 409)
+        self.revision, self.weights, self.expected = revision, weights, expected
 
 
 class GatewayClient:
@@ -29,22 +42,36 @@ class GatewayClient:
             raise GatewayError(f"gateway at {self.base} unreachable ({method} {path}): {err}") from err
         if resp.status_code >= 400:
             try:
-                message = resp.json().get("error", resp.text)
+                body = resp.json()
             except ValueError:
-                message = resp.text
-            raise GatewayError(f"gateway refused {method} {path}: HTTP {resp.status_code}: {message}",
-                               resp.status_code)
+                body = None
+            message = body.get("error", resp.text) if isinstance(body, dict) else resp.text
+            text = f"gateway refused {method} {path}: HTTP {resp.status_code}: {message}"
+            if resp.status_code == 409 and isinstance(body, dict) and isinstance(body.get("revision"), int):
+                sent = (kw.get("json") or {}).get("expected_revision")
+                raise GatewayConflictError(text, body["revision"], dict(body.get("weights") or {}), sent)
+            raise GatewayError(text, resp.status_code)
         return resp.json()
 
     def ready(self) -> dict[str, Any]:
         return self._call("GET", "/readyz")
 
     def traffic(self, model: str) -> dict[str, Any]:
+        """``{"weights", "revision", "loaded", "history"}``: pass ``revision`` to :meth:`set_weights`."""
         return self._call("GET", f"/admin/models/{model}/traffic")
 
-    def set_weights(self, model: str, weights: dict[str, int], reason: str) -> dict[str, Any]:
-        return self._call("PUT", f"/admin/models/{model}/traffic",
-                          json={"weights": {str(k): int(v) for k, v in weights.items()}, "reason": reason})
+    def revision(self, model: str) -> int:
+        """The model's current traffic revision."""
+        return int(self.traffic(model)["revision"])
+
+    def set_weights(self, model: str, weights: dict[str, int], reason: str,
+                    expected_revision: int | None = None) -> dict[str, Any]:
+        """Set the weights; the answer carries the new ``revision``. With ``expected_revision`` (the revision the
+        caller last saw), a compare-and-set: :class:`GatewayConflictError` if the traffic changed since."""
+        body: dict[str, Any] = {"weights": {str(k): int(v) for k, v in weights.items()}, "reason": reason}
+        if expected_revision is not None:
+            body["expected_revision"] = expected_revision
+        return self._call("PUT", f"/admin/models/{model}/traffic", json=body)
 
     def load(self, model: str, version: str | int) -> dict[str, Any]:
         return self._call("POST", f"/admin/models/{model}/versions/{version}/load")

@@ -1,10 +1,18 @@
 """Traffic weights per model version, persisted in the lifecycle DB so a restarted gateway comes back with the
 same weights (SQLite, or PostgreSQL when ``$LIFECYCLE_DB_URL`` is set: see :mod:`lifecycle.db`). Every change is
 validated as a whole and written in one transaction, and appended to a history table (what the canary did, and
-when)."""
+when).
+
+Each model's traffic state has a **revision**: an integer that every weight change and every load or unload that
+changes the state raises by one, in the same transaction. A writer that read the state at revision ``r`` passes
+``expected_revision=r``; if anyone changed the state since, nothing is written and
+:class:`TrafficConflictError` (HTTP 409) carries the current revision and weights: concurrent operators (a deploy,
+a manual rollback, a retire's drain) never silently undo each other."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from typing import NamedTuple
 
 from lifecycle import db
 from lifecycle.errors import ConflictError, InvalidRequestError
@@ -25,10 +33,18 @@ CREATE TABLE IF NOT EXISTS traffic_history (
     model   TEXT NOT NULL,
     at      TEXT NOT NULL,
     weights TEXT NOT NULL,
-    reason  TEXT NOT NULL
+    reason  TEXT NOT NULL,
+    revision INTEGER
+);
+CREATE TABLE IF NOT EXISTS traffic_revision (
+    model    TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL
 );
 """
-_PG_SCHEMA = _SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+# A DB created before revisions has traffic_history without its column: PostgreSQL adds it here; SQLite, which has
+# no ADD COLUMN IF NOT EXISTS, in TrafficStore._upgrade_sqlite.
+_PG_SCHEMA = _SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY") + \
+    "ALTER TABLE traffic_history ADD COLUMN IF NOT EXISTS revision INTEGER;\n"
 
 
 class TrafficError(InvalidRequestError, ValueError):
@@ -37,6 +53,32 @@ class TrafficError(InvalidRequestError, ValueError):
 
 class WeightHeldError(ConflictError, TrafficError):
     """Unloading a version that still has weight: move its traffic first (HTTP 409; still a ``TrafficError``)."""
+
+
+class TrafficConflictError(ConflictError, TrafficError):
+    """A compare-and-set lost: the traffic changed since the writer read it (its ``expected_revision`` is not the
+    current one); nothing was changed (HTTP 409; still a ``TrafficError``). ``revision`` and ``weights`` are the
+    current state, ``expected`` what the writer passed."""
+
+    def __init__(self, message: str, revision: int, weights: dict[str, int], expected: int | None = None) -> None:
+        super().__init__(message)
+        self.revision, self.weights, self.expected = revision, weights, expected
+
+
+class Applied(NamedTuple):
+    """A traffic change as written: the weights and the model's revision after it."""
+
+    weights: dict[str, int]
+    revision: int
+
+
+def check_revision(value: object, field: str = "expected_revision") -> int:
+    """A revision as a caller passes it: a non-negative integer (a bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TrafficError(f"{field} must be a non-negative integer, got {show(value)}")
+    if value < 0:
+        raise TrafficError(f"{field} must be a non-negative integer, got {value}")
+    return value
 
 
 def check_weights(weights: dict[str, int]) -> dict[str, int]:
@@ -74,6 +116,20 @@ class TrafficStore:
         """``path``: a SQLite file or a PostgreSQL URL (normally the state's ``ledger_db``)."""
         self.path = path
         db.ensure_schema(path, "traffic", _SCHEMA, _PG_SCHEMA)
+        if not db.is_postgres(path):
+            self._upgrade_sqlite()
+
+    def _upgrade_sqlite(self) -> None:
+        """Give a traffic_history created before revisions its ``revision`` column (old rows: NULL)."""
+        with db.connect(self.path) as conn:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(traffic_history)").fetchall()}
+            if "revision" in columns:
+                return
+            try:
+                conn.execute("ALTER TABLE traffic_history ADD COLUMN revision INTEGER")
+            except sqlite3.OperationalError as err:  # another process added it first
+                if "duplicate column" not in str(err):
+                    raise
 
     def versions(self, model: str) -> dict[str, tuple[int, bool]]:
         """``{version: (weight, loaded)}`` for the model."""
@@ -84,9 +140,36 @@ class TrafficStore:
     def weights(self, model: str) -> dict[str, int]:
         return {v: w for v, (w, loaded) in self.versions(model).items() if loaded}
 
-    def set_weights(self, model: str, weights: dict[str, int], reason: str) -> dict[str, int]:
-        """Replace the model's weights atomically (versions not named get 0)."""
+    def revision(self, model: str) -> int:
+        """The model's traffic revision (0 before its first change)."""
+        with db.connect(self.path) as conn:
+            return _revision(conn, model)
+
+    def state(self, model: str) -> Applied:
+        """The weights of the loaded versions and the revision they belong to, read in one transaction."""
+        with db.transaction(self.path) as conn:
+            if conn.postgres:  # one snapshot for both reads (PostgreSQL's default is one per statement)
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return Applied(_loaded_weights(conn, model), _revision(conn, model))
+
+    def expect(self, model: str, expected_revision: int) -> None:
+        """Raise :class:`TrafficConflictError` unless the model is at ``expected_revision`` (a check before a
+        refusal: a writer whose view is stale hears that first)."""
+        state = self.state(model)
+        if state.revision != expected_revision:
+            raise conflict(model, expected_revision, state.revision, state.weights)
+
+    def set_weights(self, model: str, weights: dict[str, int], reason: str,
+                    expected_revision: int | None = None) -> Applied:
+        """Replace the model's weights atomically (versions not named get 0); returns the weights written and the
+        new revision. With ``expected_revision``, a compare-and-set: if the model's revision is another one,
+        :class:`TrafficConflictError` (current revision and weights) and nothing is changed."""
+        if expected_revision is not None:
+            check_revision(expected_revision)
         with db.transaction(self.path, lock="traffic") as conn:
+            current = _revision(conn, model)
+            if expected_revision is not None and expected_revision != current:
+                raise conflict(model, expected_revision, current, _loaded_weights(conn, model))
             loaded = {v for v, in conn.execute("SELECT version FROM traffic WHERE model = ? AND loaded = 1",
                                                (model,)).fetchall()}
             clean = validate_weights(weights, loaded)
@@ -95,26 +178,60 @@ class TrafficStore:
             for version, weight in clean.items():
                 conn.execute("UPDATE traffic SET weight = ?, updated_at = ? WHERE model = ? AND version = ?",
                              (weight, now, model, version))
-            conn.execute("INSERT INTO traffic_history (model, at, weights, reason) VALUES (?, ?, ?, ?)",
-                         (model, now, json.dumps(clean, sort_keys=True), reason))
-        return clean
+            revision = _bump(conn, model, current)
+            conn.execute("INSERT INTO traffic_history (model, at, weights, reason, revision) VALUES (?, ?, ?, ?, ?)",
+                         (model, now, json.dumps(clean, sort_keys=True), reason, revision))
+        return Applied(clean, revision)
 
-    def mark_loaded(self, model: str, version: str, loaded: bool) -> None:
-        """Record that a version is (or is no longer) loaded; unloading needs weight 0."""
+    def mark_loaded(self, model: str, version: str, loaded: bool) -> int:
+        """Record that a version is (or is no longer) loaded; unloading needs weight 0. A change raises the
+        revision; recording what is already so (a restarted gateway loading its versions again) does not.
+        Returns the model's revision."""
         with db.transaction(self.path, lock="traffic") as conn:
-            row = conn.execute("SELECT weight FROM traffic WHERE model = ? AND version = ?",
+            current = _revision(conn, model)
+            row = conn.execute("SELECT weight, loaded FROM traffic WHERE model = ? AND version = ?",
                                (model, version)).fetchone()
             if not loaded and row and row[0] > 0:
                 raise WeightHeldError(f"version {version} still has weight {row[0]}; move its traffic first")
             if row is None:
                 conn.execute("INSERT INTO traffic (model, version, weight, loaded, updated_at) VALUES (?, ?, 0, ?, ?)",
                              (model, version, int(loaded), utcnow_iso()))
+            elif bool(row[1]) == loaded:
+                return current
             else:
                 conn.execute("UPDATE traffic SET loaded = ?, updated_at = ? WHERE model = ? AND version = ?",
                              (int(loaded), utcnow_iso(), model, version))
+            return _bump(conn, model, current)
 
     def history(self, model: str) -> list[dict]:
+        """Every change, oldest first: ``at``, ``weights``, ``reason`` and the ``revision`` it made (None for a
+        change recorded before revisions)."""
         with db.connect(self.path) as conn:
-            rows = conn.execute("SELECT at, weights, reason FROM traffic_history WHERE model = ? ORDER BY id",
-                                (model,)).fetchall()
-        return [{"at": at, "weights": json.loads(w), "reason": r} for at, w, r in rows]
+            rows = conn.execute("SELECT at, weights, reason, revision FROM traffic_history WHERE model = ? "
+                                "ORDER BY id", (model,)).fetchall()
+        return [{"at": at, "weights": json.loads(w), "reason": r, "revision": rev} for at, w, r, rev in rows]
+
+
+def conflict(model: str, expected: int, revision: int, weights: dict[str, int]) -> TrafficConflictError:
+    return TrafficConflictError(f"traffic of {model} changed since revision {expected}: it is at revision {revision} "
+                                f"(weights {weights}); read it again and decide on the current weights",
+                                revision, weights, expected)
+
+
+def _revision(conn: db.Conn, model: str) -> int:
+    row = conn.execute("SELECT revision FROM traffic_revision WHERE model = ?", (model,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _loaded_weights(conn: db.Conn, model: str) -> dict[str, int]:
+    rows = conn.execute("SELECT version, weight FROM traffic WHERE model = ? AND loaded = 1", (model,)).fetchall()
+    return {v: int(w) for v, w in sorted(rows, key=lambda r: int(r[0]) if str(r[0]).isdigit() else 0)}
+
+
+def _bump(conn: db.Conn, model: str, current: int) -> int:
+    """Raise the model's revision by one (the caller holds the traffic lock and read ``current`` under it)."""
+    if current == 0 and conn.execute("SELECT 1 FROM traffic_revision WHERE model = ?", (model,)).fetchone() is None:
+        conn.execute("INSERT INTO traffic_revision (model, revision) VALUES (?, 1)", (model,))
+    else:
+        conn.execute("UPDATE traffic_revision SET revision = ? WHERE model = ?", (current + 1, model))
+    return current + 1
