@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-distributed test-unit test-integration lint up down status bench-orchestration bench-serving bench-drift bench-registry bench-airflow-db lock clean
+.PHONY: venv demo test test-distributed test-unit test-integration lint up down status bench-orchestration bench-serving bench-drift bench-decisions bench-registry bench-airflow-db lock clean
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -54,6 +54,10 @@ clean: down
 
 bench-drift: venv
 	@$(PY) bench/drift.py
+
+# The deploy judge under simulated traffic: shadow + anytime-valid test vs the old per-step judge (BENCH_REPS).
+bench-decisions: venv
+	@$(PY) bench/decisions.py
 
 bench-registry: venv
 	@$(PY) bench/registry.py

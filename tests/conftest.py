@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,10 +192,11 @@ def live_lifecycle(root: Path, runs: dict[str, dict], *, spec_sections: dict[str
                    evaluate: bool = False, serve: bool = True, loaded: dict[str, int] | None = None,
                    client_rate: float = 0.0, feedback_delay: tuple[float, float] = (0.2, 1.0),
                    sync_seconds: float = 0.5, env: dict[str, str] | None = None,
-                   dags: bool = True) -> Iterator[dict[str, Any]]:
+                   dags: bool = True, loader: Callable | None = None) -> Iterator[dict[str, Any]]:
     """A private lifecycle for one test module: a spec with ``spec_sections`` replaced, versions registered from
     ``runs`` (v1 champion), the gateway over HTTP (``serve``) with ``loaded`` weights, simulated clients at
-    ``client_rate`` req/s, Airflow connections to it, and (``dags``) a DagBag of the project's DAGs.
+    ``client_rate`` req/s, Airflow connections to it, and (``dags``) a DagBag of the project's DAGs. ``loader``:
+    ``paths -> (spec, version) -> scorer``, the gateway's model loader (default: from the registry).
 
     Yields ``{"paths", "spec", "bag", "mp", "server", "clients", "root"}`` (None for what was not started).
     """
@@ -216,8 +217,8 @@ def live_lifecycle(root: Path, runs: dict[str, dict], *, spec_sections: dict[str
             if serve:
                 from lifecycle.serving.app import Gateway
 
-                server = stack.enter_context(Server(Gateway([spec], paths, token=TOKEN,
-                                                            sync_seconds=sync_seconds)))
+                server = stack.enter_context(Server(Gateway([spec], paths, token=TOKEN, sync_seconds=sync_seconds,
+                                                            loader=loader(paths) if loader else None)))
                 mp.setenv("AIRFLOW_CONN_LIFECYCLE_GATEWAY", json.dumps(
                     {"conn_type": "http", "host": "127.0.0.1", "port": server.port, "password": TOKEN}))
                 if loaded:

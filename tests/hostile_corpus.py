@@ -2,8 +2,8 @@
 (``tests/unit/test_gateway_hostile.py``) and the one over real HTTP (``tests/integration/test_gateway_hostile.py``).
 
 The gateway under test serves ``credit_default`` with versions 1 and 2 loaded and weights ``{"1": 100, "2": 0}``
-(:data:`WEIGHTS`); every case must get its 4xx (never a 5xx) with a JSON ``{"error": str}`` body under 1 KB, and no
-admin case may change the weights. :func:`send` issues a case with any httpx client (Starlette's TestClient is one).
+(:data:`WEIGHTS`) and no shadow pair; every case must get its 4xx (never a 5xx) with a JSON ``{"error": str}`` body
+under 1 KB, and no admin case may change the weights or set a shadow pair. :func:`send` issues a case with any httpx client (Starlette's TestClient is one).
 
 Feedback cases carry the feedback token :data:`FEEDBACK_TOKEN` (:data:`FEEDER`) unless they test the credential: the
 gateway under test must hold it (``Gateway(feedback_token=...)`` or ``$LIFECYCLE_FEEDBACK_TOKEN``). Its rate limit is
@@ -27,6 +27,8 @@ FEEDBACK = f"/v1/models/{MODEL}/feedback"
 TRAFFIC = f"/admin/models/{MODEL}/traffic"
 VERSIONS = f"/admin/models/{MODEL}/versions"
 STATS = f"/admin/models/{MODEL}/stats"
+SHADOW = f"/admin/models/{MODEL}/shadow"
+EVIDENCE = f"/admin/models/{MODEL}/evidence"
 WEIGHTS = {"1": 100, "2": 0}
 MAX_ERROR_BODY = 1024
 RID = "0123456789abcdef0123456789abcdef"  # looks like a request id; never issued
@@ -109,6 +111,10 @@ def FB(id: str, status: int, body: Any, headers: dict[str, str] | None = None, *
 
 def PUT(id: str, status: int, body: Any = _NONE, headers: dict[str, str] | None = None, **kw: Any) -> Case:
     return Case(id, "PUT", TRAFFIC, status, json=body, headers=ADMIN if headers is None else headers, **kw)
+
+
+def SH(id: str, status: int, body: Any = _NONE, headers: dict[str, str] | None = None, **kw: Any) -> Case:
+    return Case(id, "PUT", SHADOW, status, json=body, headers=ADMIN if headers is None else headers, **kw)
 
 
 def W(id: str, weights: Any, fragment: str | None = None, status: int = 422) -> Case:
@@ -291,6 +297,41 @@ CASES: list[Case] = [
     Case("stats-since-10k-digits", "GET", f"{STATS}?since={'9' * 10_000}", 400, headers=ADMIN, fragment="since"),
     Case("admin-unknown-model-with-token", "GET", "/admin/models/nope/traffic", 404, headers=ADMIN,
          fragment="served: ['credit_default']"),
+    # ---- admin: the shadow pair (mirroring) and its paired evidence; no case may set a pair
+    SH("shadow-no-token", 401, {"champion": "1", "challenger": "2"}, headers={}),
+    Case("shadow-delete-wrong-token", "DELETE", SHADOW, 401, headers={"Authorization": "Bearer x"}),
+    SH("shadow-body-list", 400, ["1", "2"], fragment="body must be"),
+    SH("shadow-body-null", 400, content=b"null", fragment="got null"),
+    SH("shadow-challenger-missing", 400, {"champion": "1"}, fragment="challenger missing"),
+    SH("shadow-extra-field", 400, {"champion": "1", "challenger": "2", "weights": {"2": 100}},
+       fragment="unknown field(s)"),
+    SH("shadow-deep", 400, {"champion": nested(40), "challenger": "2"}, fragment="nested deeper"),
+    SH("shadow-same-version", 422, {"champion": "1", "challenger": "1"}, fragment="two different versions"),
+    SH("shadow-version-int", 422, {"champion": 1, "challenger": "2"}, fragment="champion must be a version id"),
+    SH("shadow-version-leading-zero", 422, {"champion": "1", "challenger": "02"}, fragment="plain ASCII digits"),
+    SH("shadow-version-arabic-indic-digit", 422, {"champion": "1", "challenger": "٢"}, fragment="plain ASCII digits"),
+    SH("shadow-version-100k-digits", 422, {"champion": "1", "challenger": "2" * 100_000},
+       fragment="plain ASCII digits"),
+    SH("shadow-version-not-loaded", 422, {"champion": "1", "challenger": "9"}, fragment="not loaded"),
+    SH("shadow-sample-zero", 422, {"champion": "1", "challenger": "2", "sample": 0}, fragment="sample must be"),
+    SH("shadow-sample-over-1", 422, {"champion": "1", "challenger": "2", "sample": 1.01}, fragment="sample must be"),
+    SH("shadow-sample-string", 422, {"champion": "1", "challenger": "2", "sample": "0.5"}, fragment="sample must be"),
+    SH("shadow-sample-bool", 422, {"champion": "1", "challenger": "2", "sample": True}, fragment="sample must be"),
+    SH("shadow-sample-overflow", 422, content=b'{"champion": "1", "challenger": "2", "sample": 1e309}',
+       headers={**ADMIN, "Content-Type": "application/json"}, fragment="sample must be"),
+    SH("shadow-stale-revision", 409, {"champion": "1", "challenger": "2", "expected_revision": 10**9},
+       fragment="changed since revision"),
+    SH("shadow-revision-string", 400, {"champion": "1", "challenger": "2", "expected_revision": "3"},
+       fragment="expected_revision"),
+    Case("evidence-no-token", "GET", f"{EVIDENCE}?challenger=2", 401),
+    Case("evidence-challenger-missing", "GET", f"{EVIDENCE}?since=0", 400, headers=ADMIN, fragment="challenger"),
+    Case("evidence-challenger-leading-zero", "GET", f"{EVIDENCE}?challenger=02", 400, headers=ADMIN,
+         fragment="challenger"),
+    Case("evidence-challenger-10k-digits", "GET", f"{EVIDENCE}?challenger={'2' * 10_000}", 400, headers=ADMIN,
+         fragment="challenger"),
+    Case("evidence-since-nan", "GET", f"{EVIDENCE}?challenger=2&since=nan", 400, headers=ADMIN, fragment="since"),
+    Case("evidence-never-shadowed", "GET", f"{EVIDENCE}?challenger=2", 404, headers=ADMIN,
+         fragment="no paired evidence"),
 ]
 
 assert len({c.id for c in CASES}) == len(CASES), "duplicate case ids"
@@ -341,5 +382,6 @@ def _route_group(path: str) -> str:
 if __name__ == "__main__":  # python -m tests.hostile_corpus > docs/hostile-input.md
     print("# Hostile input to the gateway, and the answer each gets\n\nGenerated from `tests/hostile_corpus.py` "
           "(`python -m tests.hostile_corpus`), the corpus both hostile-input tests run: in process and over real "
-          "HTTP. Every answer is a JSON `{\"error\": ...}` under 1 KB; no admin case changes the weights.\n")
+          "HTTP. Every answer is a JSON `{\"error\": ...}` under 1 KB; no admin case changes the weights or sets a "
+          "shadow pair.\n")
     print(markdown())

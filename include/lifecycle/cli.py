@@ -13,6 +13,7 @@
                                               the train DAG's training step alone (what the Kubernetes
                                               pod runs): prints the result, writes it as JSON to PATH
     lifecycle ledger [--model M] [--json]     print the ledger
+    lifecycle history MODEL                   who held the champion alias when, and why (from the ledger)
     lifecycle verify-ledger [--db FILE|URL]   recompute the ledger's hash chain: exit 1 when it was tampered with
     lifecycle report MODEL                    write the HTML lifecycle report
 """
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ledger", help="print the lifecycle ledger")
     p.add_argument("--model")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("history", help="who held the champion alias when, and why (rebuilt from the ledger)")
+    p.add_argument("model")
     p = sub.add_parser("verify-ledger", help="recompute the ledger's hash chain; exit 1 when it was tampered with")
     p.add_argument("--db", help="a SQLite file or a postgresql:// URL (default: the state's ledger)")
     p = sub.add_parser("report", help="write the HTML lifecycle report")
@@ -118,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{paths.root / 'secrets' / 'gateway_token'})\nalert receiver: {stack.alerts_url}\n"
                   "MLflow UI: " + (paths.tracking_uri if paths.tracking_uri.startswith("http") else
                                    f"mlflow ui --backend-store-uri {paths.tracking_uri}") + "\nstop with: make down")
+        elif args.cmd == "history":
+            from lifecycle.clock import utcnow_iso
+            from lifecycle.ledger import Ledger
+            from lifecycle.reporting.history import champion_history, render
+
+            spec = get_spec(args.model)
+            print(render(spec.name, champion_history(Ledger(paths.ledger_db).events(spec.name)), utcnow_iso()))
         elif args.cmd == "airflow":
             import os
             import subprocess

@@ -39,7 +39,7 @@ from lifecycle.paths import StatePaths
 EVENTS = (
     "batch_validated", "batch_quarantined", "trained", "gate_passed", "gate_rejected", "promoted",
     "canary_step", "rolled_back", "drift_detected", "retrain_triggered", "alert_sent",
-    "retired", "archived", "restored",
+    "retired", "archived", "restored", "shadow_verdict",
 )
 
 GENESIS = "0" * 64

@@ -279,36 +279,86 @@ class ServingConfig(_Strict):
 
 
 class CanarySLO(_Strict):
-    """Live checks of the challenger against the champion at every canary step."""
+    """What the challenger must hold against the champion, judged live from the shadow stage to the last step.
 
-    #: Largest allowed excess of the challenger's error rate over the champion's.
+    The judge (:func:`lifecycle.serving.evidence.decide`) runs four one-sided anytime-valid tests (e-processes) on
+    the paired evidence pooled since the deploy started (shadow and every step): accuracy, Brier score, error rate
+    and latency. Each may be re-checked at every poll without inflating its error rate.
+    """
+
+    #: Error rate: breach when the challenger fails more often than the champion on the same requests by more
+    #: than this (H0: error rate difference <= this).
     max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.01
-    #: The challenger's p99 latency may not exceed max(max_p99_ms, champion p99 x max_p99_ratio).
+    #: Latency: the gateway counts challenger-answered requests slower than max(max_p99_ms, champion p99 x
+    #: max_p99_ratio) at the time; breach when more than 1% of them are (H0: the challenger's p99 is within limit).
     max_p99_ms: Annotated[float, Field(gt=0)] = 25.0
     max_p99_ratio: Annotated[float, Field(gt=0)] = 2.0
-    #: Accuracy on labelled feedback: breach when a one-sided two-proportion z-test says the challenger is
-    #: worse than the champion by more than ``accuracy_margin`` at significance ``alpha``.
+    #: Accuracy on labelled feedback, paired (both versions score every request): breach when the challenger is
+    #: shown worse than the champion by more than ``accuracy_margin`` (H0: accuracy drop <= margin).
     accuracy_margin: Annotated[float, Field(ge=0, le=1)] = 0.0
-    #: Brier score (mean squared error of the probability) on the same feedback, one-sided Welch test: breach
-    #: when the challenger's is worse by more than ``brier_margin`` at ``alpha``. Threshold-free, so it sees
-    #: bad probabilities that accuracy on an imbalanced label misses.
+    #: Brier score (mean squared error of the probability) on the same labelled pairs: breach when the
+    #: challenger's is shown worse by more than ``brier_margin``. Threshold-free, so it sees bad probabilities that
+    #: accuracy on an imbalanced label misses.
     brier_margin: Annotated[float, Field(ge=0, le=1)] = 0.005
+    #: The whole deploy's false-rollback budget: the probability that a challenger no worse than the margins on
+    #: any of the four checks is ever rolled back by them, over the shadow stage and every step, however often
+    #: the judge looks. Split evenly over the four sequential tests (Bonferroni: alpha / 4 each).
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
-    #: Labelled rows needed per version before accuracy is judged.
+    #: Unused by the sequential judge (it needs no minimum sample: its thresholds hold at every look); kept so
+    #: existing specs validate; only the retired per-step judge (``bench/baseline_canary.py``) reads it.
     min_feedback: Annotated[int, Field(ge=0)] = 100
 
 
+class ShadowPlan(_Strict):
+    """The stage before any user sees the challenger: the gateway mirrors requests to it and logs both predictions;
+    users only ever get the champion's answer. Cheap screens stop a broken challenger before any label arrives;
+    labels then feed the same tests as the steps."""
+
+    #: Run the shadow stage before the first step (False: the ramp starts at once, evidence pools from there).
+    enabled: bool = True
+    #: Share of requests mirrored to the challenger during shadow (every one by default).
+    sample: Annotated[float, Field(gt=0, le=1)] = 1.0
+    #: Labelled pairs needed before shadow may pass (and at least ``min_seconds`` in shadow) ...
+    min_labels: Annotated[int, Field(ge=0)] = 300
+    #: ... or this many when the screen held the challenger (its scores moved: see ``moved_positive_rate``).
+    min_labels_when_moved: Annotated[int, Field(ge=0)] = 1000
+    min_seconds: Annotated[float, Field(ge=0)] = 30.0
+    #: Roll back ("breached evidence") when shadow has not gathered enough after this long.
+    max_seconds: Annotated[float, Field(gt=0)] = 1800.0
+    #: Scored pairs needed before the screens below judge the challenger's scores.
+    min_pairs: Annotated[int, Field(gt=0)] = 200
+    #: Stop (roll back before any label): challenger scores with a standard deviation below this (constant) ...
+    constant_std: Annotated[float, Field(ge=0)] = 1e-3
+    #: ... or correlated with the champion's below this (inverted). Any invalid score (NaN, infinite, outside
+    #: [0, 1]) stops it too.
+    inverted_correlation: Annotated[float, Field(ge=-1, le=1)] = -0.5
+    #: Hold (stay in shadow until ``min_labels_when_moved`` labels decide): the share of positive decisions or the
+    #: mean score differs from the champion's by more than this.
+    moved_positive_rate: Annotated[float, Field(gt=0, le=1)] = 0.15
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ShadowPlan:
+        if self.min_labels_when_moved < self.min_labels:
+            raise ValueError(f"min_labels_when_moved ({self.min_labels_when_moved}) must be at least min_labels "
+                             f"({self.min_labels}): a moved challenger needs more evidence, not less")
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds}) must be at least min_seconds ({self.min_seconds})")
+        return self
+
+
 class CanaryPlan(_Strict):
-    """Stepwise traffic shift for a challenger, watched live at every step."""
+    """Shadow, then a stepwise traffic shift for a challenger, watched live throughout by one sequential test."""
 
     steps: Annotated[list[Annotated[int, Field(gt=0, le=100)]], Field(min_length=1)] = [5, 25, 50, 100]
-    #: A step is judged once the challenger served this many requests for at least ``min_seconds``.
+    #: A step passes once the challenger answered this many requests in it for at least ``min_seconds`` (and no
+    #: test rejected it).
     min_requests: Annotated[int, Field(gt=0)] = 200
     min_seconds: Annotated[float, Field(ge=0)] = 60.0
     #: Give up (and roll back) when a step has not gathered enough evidence after this long.
     max_seconds: Annotated[float, Field(gt=0)] = 3600.0
     poll_seconds: Annotated[float, Field(gt=0)] = 5.0
     slo: CanarySLO = CanarySLO()
+    shadow: ShadowPlan = ShadowPlan()
 
     @field_validator("steps")
     @classmethod

@@ -99,3 +99,17 @@ def fail_fast() -> Iterator[None]:
     except (SpecError, EmptyWindowError, TrainingError, ValidationError, DeployError, RetireRefusedError,
             ChecksumMismatchError) as err:
         raise AirflowFailException(f"{type(err).__name__}: {err}") from err
+
+
+@contextlib.contextmanager
+def superseded_skips() -> Iterator[None]:
+    """Another operator took over a deploy's traffic: the deploy ends here, skipped (not failed) with the reason."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from lifecycle.serving.deploy import DeploySupersededError
+
+    try:
+        yield
+    except DeploySupersededError as err:
+        print(err)
+        raise AirflowSkipException(str(err)) from err

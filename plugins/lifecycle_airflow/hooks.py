@@ -51,6 +51,13 @@ class GatewayHook(BaseHook):
         return (f"{cls.base_url(conn)}/admin/models/{model}/stats",
                 {"Authorization": f"Bearer {cls._token(conn_id, conn)}"})
 
+    @classmethod
+    async def aevidence_endpoint(cls, conn_id: str, model: str) -> tuple[str, dict[str, str]]:
+        """URL and auth headers of ``model``'s paired deploy evidence (``?challenger=&since=``), for triggers."""
+        conn = await cls.aget_connection(conn_id)
+        return (f"{cls.base_url(conn)}/admin/models/{model}/evidence",
+                {"Authorization": f"Bearer {cls._token(conn_id, conn)}"})
+
     def test_connection(self) -> tuple[bool, str]:
         try:
             ready = self.get_conn().ready()

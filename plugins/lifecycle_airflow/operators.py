@@ -44,33 +44,36 @@ class TorchTrainOperator(BaseOperator):
                                      self.overrides, str(self.reason))
 
 
-class CanaryWatchOperator(BaseOperator):
-    """Defer until the canary step has enough live evidence (requests, duration, labels); no worker waits.
+class DeployWatchOperator(BaseOperator):
+    """Defer until one deploy stage (``stage``: ``"shadow"`` or ``"step 2 (25%)"``) has a verdict; no worker waits.
 
-    Returns ``{"timed_out": bool, ...}``; the judge decides, so a step that never gathers evidence is rolled
-    back with that reason rather than failing the DAG run.
+    The plan comes from the ``prepare`` task's XCom (champion, challenger, when the deploy started);
+    ``stage_started`` (templated) is when this stage began. Returns the verdict
+    (:class:`lifecycle.serving.evidence.Verdict` as a dict, plus the pooled evidence): ``action`` ``rollback`` or
+    ``pass``. The judge task that follows records it and branches.
     """
 
-    template_fields: Sequence[str] = ("since",)
+    template_fields: Sequence[str] = ("stage_started",)
     ui_color = "#f0c419"
 
-    def __init__(self, *, model: str, plan: dict[str, Any], since: str, version: str,
-                 gateway_conn_id: str = "lifecycle_gateway", **kwargs: Any) -> None:
+    def __init__(self, *, model: str, plan: dict[str, Any], stage: str, stage_started: str,
+                 prepare_task: str = "prepare", gateway_conn_id: str = "lifecycle_gateway", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.model, self.plan, self.since, self.version = model, plan, since, version
-        self.gateway_conn_id = gateway_conn_id
+        self.model, self.plan, self.stage, self.stage_started = model, plan, stage, stage_started
+        self.prepare_task, self.gateway_conn_id = prepare_task, gateway_conn_id
 
     def execute(self, context: Any) -> None:
-        from lifecycle_airflow.triggers import CanaryStepTrigger
+        from lifecycle_airflow.triggers import DeployEvidenceTrigger
 
-        version = context["ti"].xcom_pull(task_ids=self.version)["version"]
-        self.log.info("canary watch: deferring until v%s has enough evidence for this step", version)
-        self.defer(trigger=CanaryStepTrigger(model=self.model, version=str(version), since=float(self.since),
-                                             plan=self.plan, gateway_conn_id=self.gateway_conn_id),
-                   method_name="execute_complete")
+        deploy = context["ti"].xcom_pull(task_ids=self.prepare_task)
+        self.log.info("deploy watch: %s of v%s against v%s", self.stage, deploy["version"], deploy["champion"])
+        self.defer(trigger=DeployEvidenceTrigger(
+            model=self.model, champion=str(deploy["champion"]), challenger=str(deploy["version"]),
+            deploy_started=float(deploy["started"]), stage=self.stage, stage_started=float(self.stage_started),
+            plan=self.plan, gateway_conn_id=self.gateway_conn_id), method_name="execute_complete")
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        self.log.info("canary watch: %s", event)
+        self.log.info("deploy watch: %s: %s", event.get("action"), event.get("reason"))
         return event
 
 

@@ -1,6 +1,6 @@
-"""Triggers that wait on the gateway without holding a worker slot: a canary step's evidence, the serving SLO,
-a drained version going quiet. They only poll; what counts as enough evidence or a breach is the core's
-(:mod:`lifecycle.serving.canary`, :mod:`lifecycle.serving.slo`)."""
+"""Triggers that wait on the gateway without holding a worker slot: a deploy stage's evidence, the serving SLO,
+a drained version going quiet. They only poll; what counts as a verdict or a breach is the core's
+(:mod:`lifecycle.serving.evidence`, :mod:`lifecycle.serving.slo`)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,49 +11,67 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
-class CanaryStepTrigger(BaseTrigger):
-    """Polls the gateway's live stats until the challenger's step has enough evidence, or time runs out."""
+class DeployEvidenceTrigger(BaseTrigger):
+    """Watches one stage of a deploy (the shadow stage or a traffic step) until the decision is not "wait".
 
-    def __init__(self, *, model: str, version: str, since: float, plan: dict[str, Any],
-                 gateway_conn_id: str = "lifecycle_gateway") -> None:
+    Every ``poll_seconds`` it reads the deploy's paired evidence from the gateway, pooled since the deploy started
+    (and, for the stage's own exposure, since the stage started), and asks :func:`lifecycle.serving.evidence.decide`.
+    The evidence is sufficient statistics and the test is anytime-valid, so deciding at every poll spends no extra
+    error. The event is the verdict (``action``: ``rollback`` or ``pass``, ``reason``, ``statistics``) and the
+    pooled evidence; an unreachable gateway past the stage's time limit is a rollback verdict.
+    """
+
+    def __init__(self, *, model: str, champion: str, challenger: str, deploy_started: float, stage: str,
+                 stage_started: float, plan: dict[str, Any], gateway_conn_id: str = "lifecycle_gateway") -> None:
         super().__init__()
-        self.model, self.version, self.since = model, version, since
-        self.plan = plan
-        self.gateway_conn_id = gateway_conn_id
+        self.model, self.champion, self.challenger = model, champion, challenger
+        self.deploy_started, self.stage, self.stage_started = deploy_started, stage, stage_started
+        self.plan, self.gateway_conn_id = plan, gateway_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
-                {"model": self.model, "version": self.version, "since": self.since, "plan": self.plan,
-                 "gateway_conn_id": self.gateway_conn_id})
+                {"model": self.model, "champion": self.champion, "challenger": self.challenger,
+                 "deploy_started": self.deploy_started, "stage": self.stage, "stage_started": self.stage_started,
+                 "plan": self.plan, "gateway_conn_id": self.gateway_conn_id})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         import httpx
 
-        from lifecycle.serving.canary import enough_evidence
+        from lifecycle.serving.evidence import PairedEvidence, decide, unreachable_verdict
         from lifecycle.spec import CanaryPlan
         from lifecycle_airflow.hooks import GatewayHook
 
         plan = CanaryPlan.model_validate(self.plan)
-        url, headers = await GatewayHook.astats_endpoint(self.gateway_conn_id, self.model)
-        missing = "no answer from the gateway yet"
-        async with httpx.AsyncClient(timeout=30) as client:
+        limit = plan.shadow.max_seconds if self.stage == "shadow" else plan.max_seconds
+        url, headers = await GatewayHook.aevidence_endpoint(self.gateway_conn_id, self.model)
+        last = "no answer from the gateway yet"
+        async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+
+            async def evidence(since: float) -> PairedEvidence:
+                resp = await client.get(url, params={"challenger": self.challenger, "since": since})
+                resp.raise_for_status()
+                return PairedEvidence.from_dict(resp.json()["evidence"])
+
             while True:
-                elapsed = time.time() - self.since
+                elapsed = time.time() - self.stage_started
                 try:
-                    resp = await client.get(url, params={"since": self.since}, headers=headers)
-                    resp.raise_for_status()
-                    stats = resp.json()["versions"].get(self.version, {})
-                    ok, missing = enough_evidence(stats, plan, elapsed)
-                    if ok:
-                        yield TriggerEvent({"timed_out": False, "elapsed": elapsed})
+                    pooled = await evidence(self.deploy_started)
+                    exposure = pooled.served_x if self.stage == "shadow" else (
+                        await evidence(self.stage_started)).served_x
+                    verdict = decide(pooled, plan, stage=self.stage, stage_elapsed=elapsed, stage_exposure=exposure,
+                                     timed_out=elapsed > limit)
+                    if verdict.action != "wait":
+                        yield TriggerEvent(verdict.to_dict() | {"elapsed": elapsed, "evidence": pooled.to_dict()})
                         return
+                    last = verdict.reason
                 except httpx.HTTPError as err:
-                    missing = f"gateway unreachable: {err}"
-                    self.log.warning("canary watch: %s", missing)
-                if elapsed > plan.max_seconds:
-                    yield TriggerEvent({"timed_out": True, "elapsed": elapsed, "missing": missing})
-                    return
-                self.log.info("canary watch: v%s waiting for %s", self.version, missing)
+                    last = f"gateway unreachable: {err}"
+                    self.log.warning("deploy watch: %s", last)
+                    if elapsed > limit:
+                        yield TriggerEvent(unreachable_verdict(self.stage, last, limit).to_dict()
+                                           | {"elapsed": elapsed, "evidence": None})
+                        return
+                self.log.info("deploy watch (%s): v%s: %s", self.stage, self.challenger, last)
                 await asyncio.sleep(plan.poll_seconds)
 
 

@@ -12,16 +12,41 @@ from tests.conftest import live_lifecycle, set_traffic, states, traffic_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FAST_CANARY = {"steps": [20, 100], "min_requests": 40, "min_seconds": 1, "max_seconds": 90, "poll_seconds": 0.5,
-               "slo": {"min_feedback": 60, "alpha": 0.001, "max_p99_ms": 250}}  # v3 is far worse; v2 must not flake
+               "shadow": {"min_labels": 150, "min_labels_when_moved": 300, "min_seconds": 2, "max_seconds": 90,
+                          "min_pairs": 100},
+               # v3 is far worse; v2 must not flake: alpha 0.001 is the whole deploy's false-rollback probability
+               "slo": {"alpha": 0.001, "max_p99_ms": 250}}
+INVERTED = "4"  # served with its scores inverted (1 - p): a broken model the shadow stage stops before any label
+
+
+class Inverted:
+    """A scorer whose probabilities are 1 - p of the real model's (a sign error in a model's packaging)."""
+
+    def __init__(self, scorer) -> None:
+        self.scorer = scorer
+
+    def __getattr__(self, name):
+        return getattr(self.scorer, name)
+
+    def proba(self, rows):
+        return 1.0 - self.scorer.proba(rows)
+
+
+def loader(paths):
+    from lifecycle.serving.app import default_loader
+
+    load = default_loader(paths)
+    return lambda spec, version: Inverted(load(spec, version)) if version == INVERTED else load(spec, version)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, airflow_db):
-    """Registry with v1 (champion), v2 (good), v3 (under-trained); a gateway; 200 req/s of clients."""
+    """Registry with v1 (champion), v2 (good), v3 (under-trained), v4 (good, served inverted); a gateway; 200 req/s
+    of clients."""
     runs = {"v1": {"epochs": 8}, "v2": {"epochs": 8, "overrides": {"seed": 7}},
-            "v3": {"epochs": 1, "overrides": {"learning_rate": 0.00005}}}
+            "v3": {"epochs": 1, "overrides": {"learning_rate": 0.00005}}, "v4": {"epochs": 8, "overrides": {"seed": 3}}}
     with live_lifecycle(tmp_path_factory.mktemp("deploy"), runs, spec_sections={"canary": FAST_CANARY},
-                        client_rate=200, feedback_delay=(0.2, 1.0)) as live:
+                        client_rate=200, feedback_delay=(0.2, 1.0), loader=loader) as live:
         yield live
 
 
@@ -41,6 +66,14 @@ def arrange(live, *, champion: str, previous: str | None, weights: dict[str, int
     return len(Ledger(live["paths"].ledger_db).events("credit_default"))
 
 
+def shadow_of(live) -> dict | None:
+    """The gateway's shadow pair of the model (None when nothing is mirrored)."""
+    from lifecycle.serving.client import GatewayClient
+    from tests.conftest import TOKEN
+
+    return GatewayClient(live["server"].url, TOKEN).shadow("credit_default").get("shadow")
+
+
 def weights(live) -> dict[str, int]:
     return traffic_of(live["server"].url)["weights"]
 
@@ -50,32 +83,51 @@ def test_good_challenger_is_canaried_and_promoted(live):
     run = live["bag"].get_dag("credit_default__deploy").test(run_conf={"version": 2})
     assert str(run.state) == "success", states(run)
     s = states(run)
-    assert s["step_1.judge"] == s["step_2.judge"] == s["promote"] == "success"
-    assert s["step_1.rollback"] == s["step_2.rollback"] == "skipped"
+    assert s["shadow.judge"] == s["step_1.judge"] == s["step_2.judge"] == s["promote"] == "success"
+    assert s["shadow.rollback"] == s["step_1.rollback"] == s["step_2.rollback"] == "skipped"
     registry = Registry(live["paths"])
     assert str(registry.by_alias("credit_default", CHAMPION).version) == "2"
     assert str(registry.by_alias("credit_default", PREVIOUS).version) == "1"
     assert weights(live) == {"1": 0, "2": 100}
     events = Ledger(live["paths"].ledger_db).events("credit_default")[seen:]
-    steps = [e for e in events if e.event == "canary_step" and e.version == "2"]
+    steps = [e for e in events if e.event == "canary_step" and e.version == "2" and "weights" in e.details]
     assert [e.details["weights"] for e in steps] == [{"1": 80, "2": 20}, {"2": 100, "1": 0}]
+    shadow = [e for e in events if e.event == "shadow_verdict"]
+    assert len(shadow) == 1 and shadow[0].details["action"] == "pass" and "passed shadow" in shadow[0].reason
     assert events[-1].event == "promoted" and events[-1].version == "2"
+    evidence = events[-1].details["evidence"]
+    assert evidence["labels"] >= 150 and evidence["served_x"] > 0  # pooled over shadow and both steps
+    assert not shadow_of(live), "mirroring stops once the deploy is decided"
 
 
-def test_bad_challenger_is_rolled_back_by_the_live_feedback_checks(live):
+def test_bad_challenger_is_stopped_in_shadow_by_the_labels_before_any_user_meets_it(live):
     arrange(live, champion="2", previous="1", weights={"1": 0, "2": 100},
             statuses={"1": "previous", "2": "champion", "3": "challenger"})
     run = live["bag"].get_dag("credit_default__deploy").test(run_conf={"version": 3})
     s = states(run)
-    assert s["step_1.rollback"] == "success" and s["promote"] == "skipped" and s["step_2.shift"] == "skipped"
+    assert s["shadow.rollback"] == "success" and s["step_1.shift"] == s["promote"] == "skipped", s
     registry = Registry(live["paths"])
     assert str(registry.by_alias("credit_default", CHAMPION).version) == "2"
     v3 = registry.version("credit_default", 3)
     assert v3.tags["lifecycle.status"] == "rolled_back"
-    assert re.search(r"canary step 1 \(20%\): v3 breached (accuracy|brier)", v3.tags["lifecycle.rollback_reason"])
+    assert re.search(r"accuracy|brier", v3.tags["lifecycle.rollback_reason"], re.I)
     assert weights(live) == {"1": 0, "2": 100, "3": 0}
     rolled = Ledger(live["paths"].ledger_db).last("credit_default", "rolled_back")
-    assert rolled.version == "3" and "one-sided p=" in rolled.reason
+    assert rolled.version == "3" and rolled.details["evidence"]["served_x"] == 0  # no user request answered by v3
+    assert rolled.details["evidence"]["labels"] > 0 and rolled.details["verdict"]["statistics"]
+    assert not shadow_of(live)
+
+
+def test_a_broken_challenger_is_stopped_in_shadow_before_any_label(live):
+    arrange(live, champion="2", previous="1", weights={"1": 0, "2": 100},
+            statuses={"1": "previous", "2": "champion", INVERTED: "challenger"})
+    run = live["bag"].get_dag("credit_default__deploy").test(run_conf={"version": int(INVERTED)})
+    s = states(run)
+    assert s["shadow.rollback"] == "success" and s["step_1.shift"] == "skipped", s
+    rolled = Ledger(live["paths"].ledger_db).last("credit_default", "rolled_back")
+    assert rolled.version == INVERTED and rolled.details["evidence"]["served_x"] == 0
+    assert "inverted" in rolled.reason and "before any label" in rolled.reason
+    assert weights(live)[INVERTED] == 0
 
 
 def test_rejected_version_cannot_be_deployed(live):
@@ -129,14 +181,16 @@ def test_a_manual_rollback_during_a_deploy_run_is_not_undone(live, monkeypatch):
     assert s["step_2.shift"] == s["step_2.judge"] == s["step_2.rollback"] == s["promote"] == "skipped", s
     # the traffic is the rollback's, the champion alias where the rollback put it
     now = traffic_of(live["server"].url)
-    assert now["weights"] == {"1": 100, "2": 0, "3": 0} == rolled["traffic"]["weights"]
+    assert now["weights"] == rolled["traffic"]["weights"]
+    assert {v: w for v, w in now["weights"].items() if w} == {"1": 100}
     assert now["revision"] == rolled["traffic"]["revision"]
     registry = Registry(live["paths"])
     assert str(registry.by_alias("credit_default", CHAMPION).version) == "1"
     assert registry.by_alias("credit_default", PREVIOUS) is None
     assert registry.version("credit_default", 2).tags["lifecycle.status"] == "challenger"
     events = Ledger(live["paths"].ledger_db).events("credit_default")[seen:]
-    assert [(e.event, e.details.get("step")) for e in events if e.event == "canary_step"] == [("canary_step", 1)]
+    shifts = [e.details["step"] for e in events if e.event == "canary_step" and "weights" in e.details]
+    assert shifts == [1]
     stopped = [e for e in events if e.event == "rolled_back" and e.details.get("superseded")]
     assert len(stopped) == 1 and stopped[0].version == "2" and stopped[0].run_id == run.run_id
     assert stopped[0].reason.startswith(f"deploy superseded: traffic changed by another operator (revision "

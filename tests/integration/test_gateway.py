@@ -192,11 +192,77 @@ def test_feedback_joins_by_request_id_and_feeds_live_stats(gateway, client):
     anonymous = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 1})
     assert anonymous.status_code == 401
     resp = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 1}, headers=feeder)
-    assert resp.status_code == 202 and resp.json() == {"accepted": 1, "matched": 1}
+    assert resp.status_code == 202 and resp.json() == {"accepted": 1, "matched": 1, "duplicates": 0}
     stats = client.get(f"/admin/models/credit_default/stats?since={since}", headers=ADMIN).json()
     assert stats["versions"]["1"]["requests"] >= 1 and stats["versions"]["1"]["feedback"] == 1
     bad = client.post("/v1/models/credit_default/feedback", json={"request_id": rid, "label": 7}, headers=feeder)
     assert bad.status_code == 422 and "label must be 0 or 1" in bad.json()["error"]
+
+
+def test_shadow_mirrors_under_load_with_no_failed_request(gateway, client, registry_with_two_versions):
+    """Shadow, then a 50/50 ramp, under four hammering clients: every answer a 200 from the version routed to,
+    every request scored by both versions (after its response), both predictions logged under its request id."""
+    from lifecycle.serving.predlog import read_log
+
+    paths, _ = registry_with_two_versions
+    shadow, evidence = "/admin/models/credit_default/shadow", "/admin/models/credit_default/evidence"
+    client.post("/admin/models/credit_default/versions/2/load", headers=ADMIN)
+    set_weights(client, {"1": 100})
+    start, since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1), time.time()
+    stop = threading.Event()
+    answers: list[tuple[int, str | None, str | None]] = []
+
+    def hammer():
+        with httpx.Client(base_url=gateway.url, timeout=30) as c:
+            while not stop.is_set():
+                r = c.post("/v1/models/credit_default/predict", json=ROW)
+                body = r.json() if r.status_code == 200 else {}
+                answers.append((r.status_code, body.get("version"), body.get("request_id")))
+
+    try:
+        set_shadow = client.put(shadow, json={"champion": "1", "challenger": "2"}, headers=ADMIN)
+        assert set_shadow.status_code == 200, set_shadow.text
+        with ThreadPoolExecutor(4) as pool:
+            try:
+                for _ in range(4):
+                    pool.submit(hammer)
+                time.sleep(0.8)  # shadow: the champion answers, the challenger is mirrored
+                assert set_weights(client, {"1": 50, "2": 50}).status_code == 200  # the ramp: mirrored both ways
+                time.sleep(0.8)
+            finally:
+                stop.set()
+        n = len(answers)
+        deadline, ev = time.monotonic() + 10, {}
+        while time.monotonic() < deadline:  # the last mirrored scorings run just after their responses
+            ev = client.get(f"{evidence}?challenger=2&since={since}", headers=ADMIN).json()["evidence"]
+            if ev["requests"] == n:
+                break
+            time.sleep(0.05)
+        rids = [rid for _, _, rid in answers]
+        feeder = {"Authorization": f"Bearer {gateway.gateway.feedback_token}"}
+        labelled = client.post("/v1/models/credit_default/feedback", headers=feeder,
+                               json=[{"request_id": rid, "label": 1} for rid in rids[:50]] * 2).json()
+        labels = client.get(f"{evidence}?challenger=2&since={since}", headers=ADMIN).json()["evidence"]["labels"]
+        gateway.gateway.logs.flush()
+        logged = read_log(paths.root / "serving", "predictions", "credit_default", start,
+                          dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
+    finally:
+        stop.set()
+        client.delete(shadow, headers=ADMIN)
+        set_weights(client, {"1": 100})
+
+    assert n > 50 and {status for status, _, _ in answers} == {200}
+    served = [v for _, v, _ in answers]
+    assert ev["requests"] == ev["pairs"] == n and ev["invalid"] == 0 and ev["sum_derr2"] == 0
+    assert (ev["served_c"], ev["served_x"]) == (served.count("1"), served.count("2")) and ev["served_x"] > 0
+    assert labelled == {"accepted": 100, "matched": 50, "duplicates": 50} and labels == 50
+    by_rid: dict[str, list[dict]] = {}
+    for record in logged:
+        by_rid.setdefault(record["request_id"], []).append(record)
+    for rid, version in zip(rids, served, strict=True):
+        records = sorted(by_rid[rid], key=lambda r: bool(r.get("shadow")))
+        assert [(r["version"], r.get("shadow", False)) for r in records] == [(version, False),
+                                                                              ({"1": "2", "2": "1"}[version], True)]
 
 
 def test_predictions_and_feedback_are_logged_by_model_and_hour(gateway, client, registry_with_two_versions):

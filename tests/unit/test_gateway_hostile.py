@@ -24,6 +24,7 @@ from tests.hostile_corpus import (
     FEEDBACK_TOKEN,
     MODEL,
     PREDICT,
+    SHADOW,
     TRAFFIC,
     WEIGHTS,
     Case,
@@ -70,7 +71,8 @@ def traffic(client) -> dict[str, int]:
 def test_the_corpus_is_large_and_covers_every_route():
     assert len(CASES) >= 60
     paths = {c.path.split("?")[0] for c in CASES}
-    assert {PREDICT, FEEDBACK, TRAFFIC} <= paths
+    assert {PREDICT, FEEDBACK, TRAFFIC, SHADOW} <= paths
+    assert any(p.endswith("/evidence") for p in paths)
     assert any("/versions/" in p for p in paths) and any(p.endswith("/stats") for p in paths)
 
 
@@ -86,6 +88,7 @@ def test_hostile_request_gets_its_4xx_and_changes_nothing(served, case: Case):
     check_refusal(case, resp)
     if case.admin:
         assert traffic(client) == WEIGHTS, case.id
+        assert client.get(SHADOW, headers=ADMIN).json()["shadow"] is None, case.id
     assert client.post(PREDICT, json=ROW).status_code == 200
 
 

@@ -25,7 +25,14 @@ import lifecycle.serving.app as app_module
 from lifecycle.paths import StatePaths
 from lifecycle.serving import predlog
 from lifecycle.serving.app import Gateway, RateLimitedError, create_app
-from lifecycle.serving.live import BUCKET_SECONDS, ENTRY_BYTES, LiveStats, PredictionIndex, RateLimiter
+from lifecycle.serving.live import (
+    BUCKET_SECONDS,
+    ENTRY_BYTES,
+    LABELS_BYTES,
+    LiveStats,
+    PredictionIndex,
+    RateLimiter,
+)
 from lifecycle.serving.predlog import LogWriter, ReadStats, read_log
 from tests.conftest import ADMIN, ROW, TOKEN
 from tests.hostile_corpus import FEEDBACK, FEEDBACK_TOKEN, FEEDER, MODEL, PREDICT, RID, STATS
@@ -101,11 +108,15 @@ def test_the_index_keeps_to_its_byte_budget_evicting_the_oldest_and_counting(spe
     kept = len(index)
     assert index.bytes <= index.max_bytes and index.bytes == kept * (ENTRY_BYTES + 8)
     assert 20 < kept < 100 and index.evicted["bytes"] == 100 - kept
-    assert label(client, rids[0]) == {"accepted": 1, "matched": 0}
-    assert label(client, rids[-1]) == {"accepted": 1, "matched": 1}
+    assert label(client, rids[0]) == {"accepted": 1, "matched": 0, "duplicates": 0}
+    assert label(client, rids[-1]) == {"accepted": 1, "matched": 1, "duplicates": 0}
+    # The labelled entry keeps its label (a second one is a duplicate): its bytes grow, within the budget still
+    grown = ENTRY_BYTES + 8 + LABELS_BYTES + 1
+    assert index.bytes <= index.max_bytes and index.bytes == (len(index) - 1) * (ENTRY_BYTES + 8) + grown
+    assert len(index) in (kept, kept - 1) and index.evicted["bytes"] == 100 - len(index)
     metrics = client.get("/metrics").text
-    assert f'gateway_index_evictions_total{{model="credit_default",reason="bytes"}} {100 - kept}.0' in metrics
-    assert f'gateway_index_entries{{model="credit_default"}} {kept}.0' in metrics
+    assert f'gateway_index_evictions_total{{model="credit_default",reason="bytes"}} {100 - len(index)}.0' in metrics
+    assert f'gateway_index_entries{{model="credit_default"}} {len(index)}.0' in metrics
 
 
 def test_late_labels_match_within_the_ttl_and_older_entries_are_evicted(spec, tmp_path, closing, monkeypatch):
@@ -121,9 +132,9 @@ def test_late_labels_match_within_the_ttl_and_older_entries_are_evicted(spec, tm
     # Act / Assert: a label an hour late still matches (and counts in the live stats); a second later, no more
     clock.now += 3599
     assert rt.index.expire(clock.now) == 0
-    assert label(client, early) == {"accepted": 1, "matched": 1}
+    assert label(client, early) == {"accepted": 1, "matched": 1, "duplicates": 0}
     clock.now += 2
-    assert label(client, late) == {"accepted": 1, "matched": 0}
+    assert label(client, late) == {"accepted": 1, "matched": 0, "duplicates": 0}
     assert rt.index.expire(clock.now) == 2 and len(rt.index) == 0 and rt.index.bytes == 0
     assert rt.index.evicted == {"age": 2, "bytes": 0, "unload": 0}
     assert rt.stats["1"].summary(0)["feedback"] == 1 and rt.stats["1"].summary(0)["correct"] == 1
@@ -146,7 +157,7 @@ def test_unloading_a_version_drops_its_index_entries_and_live_stats(spec, tmp_pa
     # Assert
     assert "2" not in rt.stats and len(rt.index) == 0 and rt.index.bytes == 0
     assert rt.index.evicted["unload"] == 5
-    assert label(client, rids[0]) == {"accepted": 1, "matched": 0}
+    assert label(client, rids[0]) == {"accepted": 1, "matched": 0, "duplicates": 0}
 
 
 def test_the_index_estimate_of_an_entry_covers_its_measured_memory():
@@ -491,7 +502,7 @@ def test_the_feedback_rate_limit_is_per_client_and_answers_429_with_retry_after(
     one = orjson.dumps({"request_id": RID, "label": 1})
 
     # Act / Assert: a client spends its burst; the next label waits a tenth of a second (Retry-After: 1)
-    assert gw.feedback(MODEL, thousand, "10.0.0.1") == {"accepted": 2, "matched": 0}
+    assert gw.feedback(MODEL, thousand, "10.0.0.1") == {"accepted": 2, "matched": 0, "duplicates": 0}
     with pytest.raises(RateLimitedError) as refused:
         gw.feedback(MODEL, one, "10.0.0.1")
     assert refused.value.retry_after == 1

@@ -89,6 +89,7 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     """
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     paths = paths or StatePaths.current()
     root = paths.root / "serving"
@@ -99,9 +100,12 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
                              ("label", pa.list_(pa.int64())),
                              # rows the gateway served although out of the spec (``serving.out_of_spec: flag``)
                              ("out_of_spec", pa.list_(pa.struct([("row", pa.int64()),
-                                                                 ("fields", pa.list_(pa.string()))])))])
+                                                                 ("fields", pa.list_(pa.string()))]))),
+                             # a shadow pair's mirrored prediction (same request id; no user saw it)
+                             ("shadow", pa.bool_())])
     skipped = ReadStats()
     preds = _log_table(log_files(root, "predictions", spec.name, start, end), pred_schema, lo, hi, skipped)
+    preds = preds.filter(pc.invert(pc.fill_null(preds["shadow"], False)))  # what users were answered only
     p = _explode(preds, ["rows", "probability", "label"], repeat=("request_id", "version"))
     rows = p.pop("rows")
     rows = rows.combine_chunks() if hasattr(rows, "combine_chunks") else rows  # one file, one chunk
@@ -116,8 +120,6 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     frame["pos"], frame["n"] = p["pos"], n
     flags = _explode(preds, ["out_of_spec"])
     if len(flags["out_of_spec"]):
-        import pyarrow.compute as pc
-
         flagged = pd.DataFrame({"request_id": flags["request_id"],
                                 "pos": pc.struct_field(flags["out_of_spec"], "row").to_numpy(zero_copy_only=False)})
         keys = pd.MultiIndex.from_frame(flagged.astype({"pos": "int64"}))
@@ -125,12 +127,17 @@ def read_interval(spec: ModelSpec, start: dt.datetime, end: dt.datetime,
     else:
         frame["out_of_spec"] = False
 
-    fb_schema = pa.schema([("request_id", pa.string()), ("ts", pa.float64()), ("label", pa.list_(pa.int64()))])
+    fb_schema = pa.schema([("request_id", pa.string()), ("ts", pa.float64()), ("label", pa.list_(pa.int64())),
+                           ("duplicate", pa.bool_())])
     fb = _log_table(log_files(root, "feedback", spec.name, start, end), fb_schema, lo, hi, skipped)
-    f = _explode(fb, ["label"])
-    outcomes = pd.DataFrame({"request_id": f["request_id"], "pos": f["pos"], "n": f["n"],
+    fb = fb.filter(pc.invert(pc.fill_null(fb["duplicate"], False)))  # the gateway ignored them: so does the monitor
+    f = _explode(fb, ["label"], repeat=("request_id", "ts"))
+    outcomes = pd.DataFrame({"request_id": f["request_id"], "pos": f["pos"], "n": f["n"], "ts": f["ts"],
                              "label": f["label"].to_numpy(zero_copy_only=False)})
-    outcomes = outcomes.drop_duplicates(["request_id", "pos"], keep="last")  # an outcome reported twice counts once
+    # an outcome reported twice counts once: the first, as in the gateway (a duplicate it saw is filtered above;
+    # one it could not see, e.g. after the prediction left its index, is dropped here)
+    outcomes = outcomes.sort_values("ts", kind="stable").drop_duplicates(["request_id", "pos"], keep="first")
+    outcomes = outcomes.drop(columns="ts")
     labelled = frame[["request_id", "pos", "n", "version", PREDICTION, "decision"]].merge(
         outcomes, on=["request_id", "pos", "n"], how="inner")  # lengths must match, as the gateway checks
     frame = frame.drop(columns=["pos", "n"])

@@ -169,11 +169,20 @@ def canary(client, deploy_id: str, paths: StatePaths, after: str) -> None:
     say(f"  {after} registered a challenger and started {deploy_id} run {run_id}; canary in progress")
     result = client.wait(deploy_id, run_id, timeout=1500, poll=3)
     _expect_success(client, result, paths)
-    ended = [e for e in Ledger(paths.ledger_db).events(event="canary_step") if e.run_id == run_id]
-    final = next((e for e in reversed(Ledger(paths.ledger_db).events())
-                  if e.run_id == run_id and e.event in ("promoted", "rolled_back")), None)
-    say(f"  canary: {len(ended)} step(s); {final.event if final else '?'}: {final.reason if final else ''} "
-        f"({result.seconds:.0f}s)")
+    events = [e for e in Ledger(paths.ledger_db).events() if e.run_id == run_id]
+    shadow = next((e for e in events if e.event == "shadow_verdict"), None)
+    shifts = [e for e in events if e.event == "canary_step" and "weights" in e.details]
+    final = next((e for e in reversed(events) if e.event in ("promoted", "rolled_back")), None)
+    if shadow:
+        say(f"  shadow: {shadow.reason}")
+    evidence = (final.details.get("evidence") or {}) if final else {}
+    exposure = (f"; user requests answered by v{final.version}: {evidence['served_x']}"
+                if final and "served_x" in evidence else "")
+    in_shadow = bool(final and final.event == "rolled_back"
+                     and (final.details.get("verdict") or {}).get("stage") == "shadow")
+    outcome = ("rolled back in shadow (the reason above)" if in_shadow else
+               f"{final.event}: {final.reason}" if final else "no outcome recorded")
+    say(f"  canary: {len(shifts)} traffic step(s); {outcome}{exposure} ({result.seconds:.0f}s)")
 
 
 def monitor_week(client, spec: ModelSpec, paths: StatePaths, clients, stable_days: int = 2) -> str | None:

@@ -35,7 +35,7 @@ def supervise(name: str, argv: list[str], max_delay: float = 30.0) -> int:
             except InterruptedError:  # pragma: no cover - wait() is restarted by Python (PEP 475)
                 continue
         if stopping:
-            return code
+            return 128 - code if code < 0 else code  # a child killed by the stop signal: the shell's 128 + signal
         if time.monotonic() - started > 60:
             delay = 1.0
         print(f"supervise: {name} exited with code {code}; restarting in {delay:.0f}s", file=sys.stderr, flush=True)

@@ -5,6 +5,10 @@ neither MLflow nor Airflow and can run anywhere the ledger can be read. The page
 CSS and hand-made inline SVG plots (no scripts, fonts or stylesheets fetched from anywhere): it opens from disk,
 offline, and can be archived next to the model it describes.
 
+A "Deploys" section draws each deploy (the deploy events sharing a run id, :func:`deploys_of`): the challenger's
+traffic share over time (the shadow stage shaded) and, per sequential test, its e-value at each verdict against
+its rollback threshold, with the outcome and the deciding figures in one line.
+
 Every piece of text that comes from outside (reasons, tags, paths, model names) is HTML-escaped, and links are
 only made for ``http``, ``https`` and ``file`` URLs or plain paths, so a reason or a detail cannot inject markup.
 """
@@ -14,6 +18,7 @@ import datetime as dt
 import html
 import math
 import os
+import re
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,8 +30,10 @@ from lifecycle.fileio import atomic_write
 from lifecycle.ledger import EVENTS, Event
 from lifecycle.paths import StatePaths
 from lifecycle.registry.store import CHAMPION, TAG
+from lifecycle.serving.evidence import TESTS
 
-__all__ = ["LANES", "VersionInfo", "default_report_path", "render_report", "write_report"]
+__all__ = ["LANES", "Deploy", "StageVerdict", "VersionInfo", "default_report_path", "deploy_outcome", "deploys_of",
+           "render_report", "traffic_series", "write_report"]
 
 # Registry tags shown in the versions table (written by training.flow with the registry's prefix).
 TAG_DATA_BATCHES = f"{TAG}data_batches"
@@ -39,7 +46,7 @@ KEY_METRICS = ("roc_auc", "log_loss", "calibration_error")
 LANES: tuple[tuple[str, frozenset[str]], ...] = (
     ("data", frozenset({"batch_validated", "batch_quarantined"})),
     ("training / gate", frozenset({"trained", "gate_passed", "gate_rejected"})),
-    ("deployment", frozenset({"promoted", "canary_step", "rolled_back"})),
+    ("deployment", frozenset({"promoted", "canary_step", "shadow_verdict", "rolled_back"})),
     ("monitoring", frozenset({"drift_detected", "retrain_triggered"})),
     ("retirement", frozenset({"retired", "archived", "restored"})),
     ("alerts", frozenset({"alert_sent"})),
@@ -271,10 +278,10 @@ class _TimeScale:
         return out
 
 
-def _time_axis(scale: _TimeScale, y_top: float, y_axis: float) -> list[str]:
-    """Vertical grid lines and labels under a plot for a time scale."""
+def _time_axis(scale: _TimeScale, y_top: float, y_axis: float, count: int = 6) -> list[str]:
+    """Vertical grid lines and labels under a plot for a time scale (``count`` ticks)."""
     parts = [f'<line class="axis" x1="{_n(scale.x0)}" y1="{_n(y_axis)}" x2="{_n(scale.x1)}" y2="{_n(y_axis)}"/>']
-    ticks = scale.ticks()
+    ticks = scale.ticks(count)
     for i, (x, label) in enumerate(ticks):
         anchor = "end" if i == len(ticks) - 1 else "middle"  # the last label would run off the right edge
         parts.append(f'<line class="grid" x1="{_n(x)}" y1="{_n(y_top)}" x2="{_n(x)}" y2="{_n(y_axis)}"/>')
@@ -450,6 +457,423 @@ def _drift_svg(timed: list[tuple[dt.datetime, Event]], scale: _TimeScale,
     return "".join(parts)
 
 
+# ------------------------------------------------------------------------------------------------ the deploys
+
+DEPLOY_EVENTS = frozenset({"canary_step", "shadow_verdict", "rolled_back", "promoted"})
+MAX_DEPLOYS = 8  # deploy panels drawn, newest first
+_TEST_COLOURS = {"accuracy": BLUE, "brier": "#8e44ad", "error_rate": ORANGE, "latency": "#14a3a3"}
+_PANEL_W = 480  # viewBox width of a deploy panel's plots
+_LOG_E_FLOOR = -2.0  # e-values under 0.01 (a challenger clearly not worse) are drawn at 0.01
+_REASON_CHARS = 240  # reasons are cut here in a panel (in full in its tooltip, up to _TITLE_CHARS)
+_TITLE_CHARS = 2000
+_STEP_RE = re.compile(r"\bstep\s+(\d+)")
+
+
+@dataclass
+class StageVerdict:
+    """One deploy stage's verdict as recorded: when, the stage (``shadow``, ``step 2 (25%)``), ``pass`` or
+    ``rollback``, the judge's statistics (:meth:`lifecycle.serving.evidence.Verdict.to_dict`) and the paired
+    evidence (:meth:`lifecycle.serving.evidence.PairedEvidence.to_dict`); both ``{}`` when not recorded."""
+
+    when: dt.datetime | None
+    stage: str
+    action: str
+    statistics: dict[str, Any]
+    evidence: dict[str, Any]
+
+
+@dataclass
+class Deploy:
+    """One deploy read back from the ledger: the deploy events sharing a run id, in ledger order.
+
+    ``shifts``: the traffic changes (``canary_step`` with weights) as (time, challenger's percent, step);
+    ``verdicts``: one per stage judged (the shadow stage, each step that held, the deciding one), oldest first;
+    ``end``: the ``promoted`` or ``rolled_back`` event that ended it (None while it runs). ``shadow_start``: when
+    the shadow stage began (its verdict's time less its ``stage_elapsed``), when recorded."""
+
+    run_id: str
+    events: list[Event]
+    challenger: str | None = None
+    champion: str | None = None
+    shifts: list[tuple[dt.datetime, float, int | None]] = field(default_factory=list)
+    verdicts: list[StageVerdict] = field(default_factory=list)
+    end: Event | None = None
+    shadow_start: dt.datetime | None = None
+    start: dt.datetime | None = None
+    finish: dt.datetime | None = None
+
+    @property
+    def shadow(self) -> StageVerdict | None:
+        """The shadow stage's verdict, if one was recorded."""
+        return next((v for v in self.verdicts if v.stage == "shadow"), None)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _share(weights: Any, challenger: str | None) -> float | None:
+    """The challenger's percent in a weights map (0 when the map leaves it out), clipped to [0, 100]."""
+    if not isinstance(weights, dict) or not weights or challenger is None:
+        return None
+    raw = {str(k): w for k, w in weights.items()}.get(challenger, 0)
+    share = _number(raw)
+    return None if share is None else max(0.0, min(100.0, share))
+
+
+def _stage_verdict(event: Event, when: dt.datetime | None) -> StageVerdict | None:
+    """The verdict an event carries: a ``shadow_verdict``, a ``canary_step`` that held (no weights), or the
+    ``verdict`` of a ``rolled_back`` / ``promoted``; None for any other event."""
+    details = _details(event)
+    if event.event in ("rolled_back", "promoted"):
+        verdict = details.get("verdict")
+        if not isinstance(verdict, dict):
+            return None
+    elif event.event == "shadow_verdict" or (event.event == "canary_step" and "weights" not in details
+                                              and ("statistics" in details or "stage" in details)):
+        verdict = details
+    else:
+        return None
+    stage = verdict.get("stage") or ("shadow" if event.event == "shadow_verdict" else "")
+    return StageVerdict(when, str(stage), str(verdict.get("action") or ""), _dict(verdict.get("statistics")),
+                        _dict(details.get("evidence")))
+
+
+def _read_deploy(run_id: str, members: list[Event]) -> Deploy | None:
+    """A deploy from its run's events; None when the run is not a deploy (a gate's first promotion, a manual
+    rollback on its own)."""
+    if not any(e.event in ("canary_step", "shadow_verdict") or isinstance(_details(e).get("verdict"), dict)
+               or _details(e).get("superseded") for e in members):
+        return None
+    deploy = Deploy(run_id, members)
+    deploy.challenger = next((str(e.version) for e in members if e.version not in (None, "")), None)
+    stages: set[str] = set()
+    times: list[dt.datetime] = []
+    for event in members:
+        when = _parse_time(event.at)
+        if when is not None:
+            times.append(when)
+        details = _details(event)
+        weights = details.get("weights")
+        if event.event == "canary_step" and isinstance(weights, dict):
+            if deploy.champion is None:
+                deploy.champion = next((str(k) for k in weights if str(k) != deploy.challenger), None)
+            share = _share(weights, deploy.challenger)
+            step = _number(details.get("step"))
+            if when is not None and share is not None:
+                deploy.shifts.append((when, share, None if step is None else int(step)))
+            continue
+        verdict = _stage_verdict(event, when)
+        if verdict is not None and verdict.stage not in stages:  # a promotion repeats the last step's verdict
+            stages.add(verdict.stage)
+            deploy.verdicts.append(verdict)
+        if event.event in ("rolled_back", "promoted") and deploy.end is None:
+            deploy.end = event
+    if deploy.champion is None:
+        sources = [*(v.statistics for v in deploy.verdicts), *(v.evidence for v in deploy.verdicts),
+                   _details(deploy.end) if deploy.end else {}]
+        deploy.champion = next((str(s["champion"]) for s in sources if s.get("champion") not in (None, "")), None)
+    if deploy.challenger is None:
+        sources = [*(v.statistics for v in deploy.verdicts), *(v.evidence for v in deploy.verdicts)]
+        deploy.challenger = next((str(s["challenger"]) for s in sources if s.get("challenger") not in (None, "")),
+                                 None)
+    shadow = deploy.shadow
+    elapsed = _number(shadow.statistics.get("stage_elapsed")) if shadow else None
+    if shadow and shadow.when is not None and elapsed is not None and 0 <= elapsed < 400 * 86400:
+        deploy.shadow_start = shadow.when - dt.timedelta(seconds=elapsed)
+        times.append(deploy.shadow_start)
+    deploy.shifts.sort(key=lambda s: s[0])
+    if times:
+        deploy.start, deploy.finish = min(times), max(times)
+    return deploy
+
+
+def deploys_of(events: list[Event]) -> list[Deploy]:
+    """Every deploy in ``events`` (ledger order): the ``canary_step``, ``shadow_verdict``, ``rolled_back`` and
+    ``promoted`` events grouped by run id, newest first (by start; a deploy without a readable time last)."""
+    groups: dict[str, list[Event]] = {}
+    for event in events:
+        if event.event in DEPLOY_EVENTS and event.run_id not in (None, ""):
+            groups.setdefault(str(event.run_id), []).append(event)
+    found = [(d, i) for i, (run_id, members) in enumerate(groups.items())
+             if (d := _read_deploy(run_id, members)) is not None]
+    oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
+    found.sort(key=lambda p: (p[0].start or oldest, p[1]), reverse=True)
+    return [d for d, _ in found]
+
+
+def deploy_outcome(deploy: Deploy) -> tuple[str, str]:
+    """How a deploy ended, in words, and its colour: promoted, rolled back in shadow / at step N (manually),
+    superseded, or in progress."""
+    end = deploy.end
+    if end is None:
+        return "in progress (no outcome recorded)", GREY
+    if end.event == "promoted":
+        return "promoted", GREEN
+    details = _details(end)
+    if details.get("superseded"):
+        return "superseded", ORANGE
+    if details.get("manual"):
+        return "rolled back manually", RED
+    stage = str(_dict(details.get("verdict")).get("stage") or "")
+    found = _STEP_RE.search(stage)
+    if stage == "shadow":
+        return "rolled back in shadow", RED
+    if found:
+        return f"rolled back at step {found.group(1)}", RED
+    if deploy.shifts:
+        step = deploy.shifts[-1][2]
+        return ("rolled back" if step is None else f"rolled back at step {step}"), RED
+    return ("rolled back in shadow" if deploy.shadow else "rolled back"), RED
+
+
+def traffic_series(deploy: Deploy) -> list[tuple[dt.datetime, float]]:
+    """The challenger's share of traffic at each change: 0 from the deploy's start while it is in shadow, each
+    step's percent, then 0 at a rollback, 100 at a promotion, what another operator left at a supersede (the last
+    share when not recorded); a deploy still running holds its last share until its last event."""
+    points: list[tuple[dt.datetime, float]] = []
+    if deploy.start is not None and (deploy.shadow is not None or not deploy.shifts):
+        first = deploy.shadow_start or deploy.start
+        if not deploy.shifts or first <= deploy.shifts[0][0]:
+            points.append((first, 0.0))
+    points += [(when, share) for when, share, _ in deploy.shifts]
+    end = deploy.end
+    when = _parse_time(end.at) if end is not None else None
+    if end is not None and when is not None:
+        details = _details(end)
+        level: float | None = 0.0
+        if end.event == "promoted":
+            level = 100.0
+        elif details.get("superseded"):
+            level = _share(details.get("weights"), deploy.challenger)
+            if level is None and points:
+                level = points[-1][1]
+        if level is not None:
+            points.append((when, level))
+    elif points and deploy.finish is not None and deploy.finish > points[-1][0]:
+        points.append((deploy.finish, points[-1][1]))
+    points.sort(key=lambda p: p[0])
+    return points
+
+
+def _tests_of(statistics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A verdict's per-test statistics (e_value, threshold, p_anytime, n, estimate, ...) in the judge's order."""
+    tests = {str(k): v for k, v in _dict(statistics.get("tests")).items() if isinstance(v, dict)}
+    return {k: tests[k] for k in sorted(tests, key=lambda k: (TESTS.index(k) if k in TESTS else len(TESTS), k))}
+
+
+def _fmt_g(value: Any, digits: int = 3) -> str:
+    number = _number(value)
+    return "n/a" if number is None else f"{number:.{digits}g}"
+
+
+def _fmt_count(value: Any) -> str:
+    number = _number(value)
+    return "n/a" if number is None else f"{int(number):,}"
+
+
+def _pow10_label(k: int) -> str:
+    return {-3: "0.001", -2: "0.01", -1: "0.1", 0: "1", 1: "10", 2: "100"}.get(k, f"1e{k}")
+
+
+def _traffic_svg(deploy: Deploy, scale: _TimeScale) -> str:
+    """A step chart of the challenger's share of traffic, the shadow stage shaded."""
+    top, bottom, height = 10.0, 84.0, 106
+    label = _version_label(deploy.challenger) or "the challenger"
+
+    def y(share: float) -> float:
+        return bottom - share / 100.0 * (bottom - top)
+
+    parts = [f'<svg class="plot traffic" viewBox="0 0 {_PANEL_W} {height}" role="img" '
+             f'aria-label="{_e(f"Traffic share of {label} over time")}" xmlns="http://www.w3.org/2000/svg">']
+    shadow = deploy.shadow
+    if shadow is not None:
+        x_a = scale.x(deploy.shadow_start) if deploy.shadow_start else scale.x0
+        x_b = scale.x(shadow.when) if shadow.when else (scale.x(deploy.shifts[0][0]) if deploy.shifts else scale.x1)
+        x_a, x_b = max(scale.x0, min(x_a, x_b)), min(scale.x1, max(x_a, x_b))
+        parts.append(f'<rect class="shadow-stage" x="{_n(x_a)}" y="{_n(top)}" width="{_n(x_b - x_a)}" '
+                     f'height="{_n(bottom - top)}"><title>shadow: {_e(label)} mirrored, no user sees it'
+                     f"</title></rect>")
+        parts.append(f'<text class="tick" x="{_n(x_a + 3)}" y="{_n(top + 11)}">shadow</text>')
+    for share in (0, 50, 100):
+        parts.append(f'<line class="grid" x1="{_n(scale.x0)}" y1="{_n(y(share))}" x2="{_n(scale.x1)}" '
+                     f'y2="{_n(y(share))}"/>')
+        parts.append(f'<text class="tick" x="{_n(scale.x0 - 6)}" y="{_n(y(share) + 4)}" text-anchor="end">'
+                     f"{share}%</text>")
+    parts += _time_axis(scale, top, bottom, count=4)
+    series = traffic_series(deploy)
+    if series:
+        points: list[str] = []
+        for i, (when, share) in enumerate(series):
+            x = scale.x(when)
+            if i:
+                points.append(f"{_n(x)},{_n(y(series[i - 1][1]))}")
+            points.append(f"{_n(x)},{_n(y(share))}")
+        shares = " ".join(f"{share:g}" for _, share in series)
+        parts.append(f'<polyline class="share" data-shares="{shares}" points="{" ".join(points)}"/>')
+        for when, share in series:
+            parts.append(f'<circle class="share-point" cx="{_n(scale.x(when))}" cy="{_n(y(share))}" r="2.5">'
+                         f'<title>{_e(f"{when:%Y-%m-%d %H:%M:%SZ}: {label} at {share:g}%")}</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _evidence_svg(deploy: Deploy, scale: _TimeScale) -> str | None:
+    """Per test, log10 of its e-value at each verdict (points joined by a line) and its rollback threshold (a
+    dashed line); None when no verdict carries test statistics. The scale runs from 0.01 to a little above the
+    highest threshold (up to 1000x it when an e-value went that far); points beyond are drawn hollow at the edge."""
+    points: list[tuple[str, StageVerdict, float, float, dict[str, Any]]] = []  # test, verdict, x, log10 e, stats
+    thresholds: dict[str, list[tuple[float, float]]] = {}  # test -> (x, threshold) where it is recorded
+    for verdict in deploy.verdicts:
+        if verdict.when is None:
+            continue
+        x = scale.x(verdict.when)
+        for name, test in _tests_of(verdict.statistics).items():
+            threshold = _number(test.get("threshold"))
+            if threshold is not None and threshold > 0:
+                thresholds.setdefault(name, []).append((x, threshold))
+            e_value = _number(test.get("e_value"))
+            if e_value is not None:
+                points.append((name, verdict, x, math.log10(e_value) if e_value > 0 else -324.0, test))
+    if not points and not thresholds:
+        return None
+    top_threshold = math.ceil(max((math.log10(t) for ts in thresholds.values() for _, t in ts), default=2.0))
+    top_value = math.ceil(max((p[3] for p in points), default=0.0))
+    lo, hi = _LOG_E_FLOOR, float(max(top_threshold + 1, min(top_value, top_threshold + 3), 1))
+    top, bottom, height = 10.0, 110.0, 132
+
+    def y(log_e: float) -> float:
+        return bottom - (max(lo, min(hi, log_e)) - lo) / (hi - lo) * (bottom - top)
+
+    parts = [f'<svg class="plot evidence" viewBox="0 0 {_PANEL_W} {height}" role="img" '
+             f'aria-label="e-values of the deploy tests at each verdict" xmlns="http://www.w3.org/2000/svg">']
+    every = 1 if hi - lo <= 7 else 2
+    for k in range(int(lo), int(hi) + 1, every):
+        parts.append(f'<line class="grid" x1="{_n(scale.x0)}" y1="{_n(y(k))}" x2="{_n(scale.x1)}" y2="{_n(y(k))}"/>')
+        parts.append(f'<text class="tick" x="{_n(scale.x0 - 6)}" y="{_n(y(k) + 4)}" text-anchor="end">'
+                     f"{_pow10_label(k)}</text>")
+    parts += _time_axis(scale, top, bottom, count=4)
+    names = list(thresholds) + [p[0] for p in points if p[0] not in thresholds]
+    names = sorted(set(names), key=names.index)
+    for i, name in enumerate(names):
+        colour = _TEST_COLOURS.get(name, GREY)
+        steps = thresholds.get(name)
+        if not steps:
+            continue
+        # The threshold in force holds until a later verdict records another; the four tests' lines usually
+        # coincide (alpha is split evenly), so each is dashed at its own offset and all four colours show.
+        steps = [s for j, s in enumerate(steps) if j == 0 or s[1] != steps[j - 1][1]]
+        xs = [scale.x0] + [x for x, _ in steps[1:]] + [scale.x1]
+        line = []
+        for j, (_, threshold) in enumerate(steps):
+            line += [f"{_n(xs[j])},{_n(y(math.log10(threshold)))}", f"{_n(xs[j + 1])},{_n(y(math.log10(threshold)))}"]
+        last = steps[-1][1]
+        parts.append(f'<polyline class="e-threshold" data-test="{_e(name)}" data-threshold="{last:g}" '
+                     f'points="{" ".join(line)}" style="stroke:{colour};stroke-dashoffset:{-5 * (i % 4)}">'
+                     f"<title>{_e(f'{name}: rollback threshold {last:g} (1 / its alpha)')}</title></polyline>")
+    for i, name in enumerate(names):
+        colour = _TEST_COLOURS.get(name, GREY)
+        mine = [p for p in points if p[0] == name]
+        dx = (i % 4 - 1.5) * 3.0  # the four tests side by side at one verdict
+        if len(mine) > 1:
+            line = " ".join(f"{_n(x + dx)},{_n(y(log_e))}" for _, _, x, log_e, _ in mine)
+            parts.append(f'<polyline class="e-line" data-test="{_e(name)}" points="{line}" style="stroke:{colour}"/>')
+        for _, verdict, x, log_e, test in mine:
+            clipped = log_e < lo or log_e > hi
+            threshold = _number(test.get("threshold"))
+            rejected = threshold is not None and log_e >= math.log10(threshold)
+            css = "e-point" + (" clipped" if clipped else "") + (" rejected" if rejected else "")
+            fill = "#fff" if clipped else colour
+            estimate = _number(test.get("estimate"))
+            tip = (f"{name} at {verdict.stage or 'a verdict'} ({verdict.action or 'n/a'}): e-value "
+                   f"{_fmt_g(test.get('e_value'))} vs threshold {_fmt_g(threshold)}, anytime p "
+                   f"{_fmt_g(test.get('p_anytime'), 2)}, n {_fmt_count(test.get('n'))}, estimate "
+                   f"{'n/a' if estimate is None else f'{estimate:.4g}'}")
+            parts.append(f'<circle class="{css}" data-test="{_e(name)}" data-stage="{_e(verdict.stage)}" '
+                         f'data-log10e="{max(-324.0, log_e):.3f}" cx="{_n(x + dx)}" cy="{_n(y(log_e))}" '
+                         f'r="{4.5 if rejected else 3.5}" style="fill:{fill};stroke:{colour}">'
+                         f"<title>{_e(tip)}</title></circle>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _decision_text(verdict: StageVerdict | None) -> str:
+    """The final verdict in words: its stage and action, and the deciding test's e-value against its threshold
+    (for a pass, or a verdict not decided by a test, the test closest to its threshold)."""
+    if verdict is None:
+        return "no verdict recorded"
+    head = " ".join(x for x in (verdict.stage, verdict.action) if x) or "verdict"
+    tests = _tests_of(verdict.statistics)
+    by = verdict.statistics.get("decided_by")
+    by = str(by) if by not in (None, "") else None
+
+    def ratio(test: dict[str, Any]) -> float:
+        e_value, threshold = _number(test.get("e_value")), _number(test.get("threshold"))
+        return e_value / threshold if e_value is not None and threshold else -1.0
+
+    if by in tests:
+        name, which = by, "decided by"
+    elif tests:
+        name, which = max(tests, key=lambda k: ratio(tests[k])), "closest to its threshold:"
+        head += f", decided by {by}" if by else ""
+    else:
+        return head + (f", decided by {by}" if by else "") + ", no test statistics"
+    test = tests[name]
+    e_value, threshold = _number(test.get("e_value")), _number(test.get("threshold"))
+    sign = "vs" if e_value is None or threshold is None else "≥" if e_value >= threshold else "<"
+    return f"{head}, {which} {name}: e-value {_fmt_g(e_value)} {sign} threshold {_fmt_g(threshold)}"
+
+
+def _deploy_panel(deploy: Deploy) -> str:
+    """One deploy: title (challenger vs champion, run id, outcome), traffic chart, evidence chart, one line."""
+    outcome, colour = deploy_outcome(deploy)
+    champion = _version_label(deploy.champion) or "champion n/a"
+    title = (f'<h3>{_e(_version_label(deploy.challenger) or "challenger n/a")} vs {_e(champion)} · run '
+             f'<code>{_e(deploy.run_id)}</code> · <span class="outcome" style="color:{colour}">{_e(outcome)}'
+             f"</span></h3>")
+    parts = [f'<article class="deploy" data-run-id="{_e(deploy.run_id)}" data-outcome="{_e(outcome)}">', title]
+    if deploy.start is not None and deploy.finish is not None:
+        scale = _TimeScale([deploy.start, deploy.finish], 46.0, _PANEL_W - 12.0)
+        parts.append('<p class="caption">traffic share of the challenger (shaded: shadow, no user sees it)</p>')
+        parts.append(_traffic_svg(deploy, scale))
+        evidence = _evidence_svg(deploy, scale)
+        if evidence:
+            parts.append('<p class="caption">e-value per test at each verdict (log scale; dashed: its rollback '
+                         "threshold)</p>" + evidence)
+        else:
+            parts.append('<p class="empty">No verdict statistics recorded for this deploy.</p>')
+    else:
+        parts.append('<p class="empty">No readable times: nothing to plot.</p>')
+    final = deploy.verdicts[-1] if deploy.verdicts else None
+    statistics, evidence_sums = (final.statistics, final.evidence) if final else ({}, {})
+    labels = next((v for v in (evidence_sums.get("labels"), statistics.get("labels")) if _number(v) is not None), None)
+    exposure = next((v for v in (evidence_sums.get("served_x"), statistics.get("exposure"))
+                     if _number(v) is not None), None)
+    reason = str((deploy.end or deploy.events[-1]).reason or "")
+    short = reason if len(reason) <= _REASON_CHARS else reason[:_REASON_CHARS - 1] + "…"
+    served = "n/a" if exposure is None else f"{_fmt_count(exposure)} requests"
+    line = f"labels {_fmt_count(labels)} · user exposure {served} (served_x) at the decision · {_decision_text(final)}"
+    parts.append(f'<p class="deploy-line">{_e(line)} · reason: <span class="reason" '
+                 f'title="{_e(reason[:_TITLE_CHARS])}">{_e(short)}</span></p></article>')
+    return "".join(parts)
+
+
+def _deploys_section(events: list[Event]) -> str | None:
+    """The "Deploys" section: one panel per deploy, newest first, the last :data:`MAX_DEPLOYS`; None without
+    deploys."""
+    deploys = deploys_of(events)
+    if not deploys:
+        return None
+    shown = deploys[:MAX_DEPLOYS]
+    note = (f"Newest first: the last {len(shown)} of {len(deploys)} deploys." if len(deploys) > len(shown)
+            else "Newest first.")
+    legend = "".join(f'<span><i style="background:{c}"></i>{_e(name)}</span>' for name, c in _TEST_COLOURS.items())
+    return ('<section id="deploys"><h2>Deploys</h2>'
+            f'<p class="meta">{_e(note)} Hollow points: beyond the plotted range.</p>'
+            f'<p class="legend">{legend}</p><div class="deploys">' + "".join(_deploy_panel(d) for d in shown)
+            + "</div></section>")
+
+
 # ------------------------------------------------------------------------------------------------- the tables
 
 
@@ -529,6 +953,16 @@ svg .marker{stroke:#fff;stroke-width:1.5}
 svg .trend{fill:none;stroke:#4a5160;stroke-width:1.5;stroke-opacity:.6}
 svg .threshold{fill:none;stroke:#d23b3b;stroke-width:1.5;stroke-dasharray:6 4}
 svg .promo-line,svg .rollback-line{stroke-width:1.5;stroke-dasharray:3 3}
+.deploys{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:12px;margin-top:6px}
+.deploy{border:1px solid #e3e6eb;border-radius:6px;padding:4px 10px 8px}
+.deploy h3{font-size:14px;margin:4px 0}
+.caption{font-size:12px;color:#5b6270;margin:6px 0 0}
+.deploy-line{font-size:12px;margin:6px 0 0;word-break:break-word}
+svg .shadow-stage{fill:#eceff4}
+svg .share{fill:none;stroke:#3b6fd2;stroke-width:2}svg .share-point{fill:#3b6fd2}
+svg .e-threshold{fill:none;stroke-width:1.5;stroke-dasharray:5 15}
+svg .e-line{fill:none;stroke-width:1.2;stroke-opacity:.6}
+svg .e-point{stroke-width:1.2}
 """
 
 
@@ -544,7 +978,8 @@ def render_report(model: str, events: list[Event], versions: list[VersionInfo], 
     ``links`` (label to URL, e.g. the Airflow and MLflow UIs) are listed at the top. ``report_dir`` is the
     folder the page will be saved in: absolute report paths in event details are linked relative to it.
     ``generated_at`` (default: now) is the time stamped in the header. ``readings`` are the monitor's results
-    per interval (``details``: ``drift_share``, ``threshold``), plotted in the drift chart only.
+    per interval (``details``: ``drift_share``, ``threshold``), plotted in the drift chart only. Deploys are read
+    from ``events`` by run id (:func:`deploys_of`); the last :data:`MAX_DEPLOYS` get a panel each.
     """
     events = list(events)
     versions = list(versions)
@@ -597,6 +1032,10 @@ def render_report(model: str, events: list[Event], versions: list[VersionInfo], 
         out.append("<section><h2>Drift share</h2>" + drift
                    + '<p class="legend"><span>dashed red: drift threshold</span><span>dotted green: promotion'
                      "</span><span>dotted red: rollback</span></p></section>")
+
+    deploys = _deploys_section(events)
+    if deploys:
+        out.append(deploys)
 
     out.append("<section><h2>Events</h2>" + _events_table(ordered, report_dir) + "</section>")
     out.append("</main></body></html>\n")

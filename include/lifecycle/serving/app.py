@@ -5,7 +5,9 @@ Public API::
     POST /v1/models/{model}/predict     one row (JSON object) or a batch (JSON array of objects)
     POST /v1/models/{model}/feedback    {"request_id": ..., "label": 0|1} or an array of them
                                         (``Authorization: Bearer <feedback token or admin token>``; rate-limited
-                                        per client address by the spec's ``serving.feedback_rate``/``_burst``)
+                                        per client address by the spec's ``serving.feedback_rate``/``_burst``);
+                                        202 {"accepted", "matched", "duplicates"}: only the first label of a
+                                        request id counts, later ones are ignored and counted as duplicates
     GET  /healthz   /readyz   /metrics
 
 Admin API (``Authorization: Bearer <token>``)::
@@ -14,8 +16,23 @@ Admin API (``Authorization: Bearer <token>``)::
     PUT    /admin/models/{model}/traffic                       {"weights": {"1": 95, "2": 5}, "reason": "...",
                                                                 "expected_revision": 7}  (optional: 409 if stale)
     POST   /admin/models/{model}/versions/{version}/load       load + warm a registered version (weight 0)
-    DELETE /admin/models/{model}/versions/{version}            unload (only at weight 0)
+    DELETE /admin/models/{model}/versions/{version}            unload (only at weight 0, and not in the shadow pair)
     GET    /admin/models/{model}/stats?since=<unix seconds>    live requests, errors, latency, feedback per version
+    GET    /admin/models/{model}/shadow                        the shadow pair, or {"shadow": null}
+    PUT    /admin/models/{model}/shadow                        {"champion": "1", "challenger": "3", "sample": 1.0,
+                                                                "expected_revision": 7}  (sample, revision optional)
+    DELETE /admin/models/{model}/shadow                        stop mirroring
+    GET    /admin/models/{model}/evidence?challenger=<version>&since=<unix seconds>
+                                                               the shadow pair's paired evidence (sums)
+
+Shadow (issue 11): with a shadow pair set, a request answered by either version of the pair is also scored by the
+other one (for a share ``sample`` of requests, drawn from the request id), *after* the response is sent (a
+Starlette background task on the event loop; it never delays or fails the user's request: a failure counts as the
+mirrored version's error in the pair). The mirrored prediction is logged with the same request id and
+``"shadow": true`` (the answered record is unchanged), and joins the request's prediction-index entry, so that the
+first label of the request judges both versions on the same rows (:class:`~lifecycle.serving.live.PairedLive`).
+Requests answered by a version outside the pair are not mirrored; with no pair, the predict path does nothing more
+than read ``None``.
 
 Routing: each request goes to one version, drawn by weight; with a sticky key (``X-Routing-Key`` header, or
 the spec's ``serving.sticky_key`` field of the first row) the same key reaches the same version while the
@@ -54,6 +71,7 @@ from typing import Any
 import numpy as np
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -81,16 +99,28 @@ from lifecycle.serving.limits import (
     show_names,
     too_deep,
 )
-from lifecycle.serving.live import LiveStats, PredictionIndex, RateLimiter, summarize
+from lifecycle.serving.live import (
+    LiveStats,
+    PairedLive,
+    PredictionIndex,
+    RateLimiter,
+    entry_labels,
+    entry_mirror,
+    sum_evidence,
+    summarize,
+)
 from lifecycle.serving.predlog import LogWriter
 from lifecycle.serving.scoring import FastScorer, RequestError, Schema
 from lifecycle.serving.traffic import (
     Applied,
+    ShadowHeldError,
+    ShadowPair,
     TrafficConflictError,
     TrafficError,
     TrafficStore,
     WeightHeldError,
     check_revision,
+    check_shadow,
     check_weights,
 )
 from lifecycle.spec import ModelSpec
@@ -101,6 +131,16 @@ BOOTSTRAP_EVERY = 5  # sync ticks between registry look-ups for models that serv
 LOG_FAILING_SECONDS = 30.0
 #: A version that failed to load is tried again by the sync loop after this long, doubling up to the second.
 LOAD_RETRY_SECONDS = (30.0, 600.0)
+#: The latency limit of the moment for a shadow pair's challenger (``slow_x``): max(spec.canary.slo.max_p99_ms,
+#: max_p99_ratio x the champion's p99 over the last ``SHADOW_LIMIT_WINDOW`` seconds), recomputed by the sync loop
+#: (off the event loop) at most every ``SHADOW_LIMIT_SECONDS``.
+SHADOW_LIMIT_SECONDS = 5.0
+SHADOW_LIMIT_WINDOW = 60.0
+#: Paired evidence is kept this long at least; longer if the live stats are, or if a whole deploy at its time limits
+#: (canary.shadow.max_seconds + steps x canary.max_seconds) takes longer.
+EVIDENCE_RETENTION = 86_400.0
+#: A mirrored version that fails to score is logged at most once per this many seconds (each failure is counted).
+SHADOW_LOG_SECONDS = 60.0
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -116,7 +156,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
 
 
 class ScoringError(LifecycleError):
-    """A loaded version failed to score a valid request (HTTP 500; counts against it in the canary)."""
+    """A loaded version failed to score a valid request (HTTP 500; counts against it in the canary). ``mirror``:
+    the request's mirrored scoring by the other version of the shadow pair, run after the error is answered."""
+
+    mirror: Mirror | None = None
 
 
 class UnknownModelError(NotFoundError):
@@ -170,6 +213,60 @@ class Version:
     loaded_at: float
 
 
+class Shadow:
+    """A model's shadow pair as its runtime applies it: which version mirrors which, the share of requests mirrored
+    (``cut``: of the request id's first 32 bits), the pair's evidence (kept across changes of ``sample``), and
+    the challenger's latency limit of the moment (``limit_ms``, refreshed by the sync loop)."""
+
+    __slots__ = ("challenger", "champion", "cut", "evidence", "limit_due", "limit_ms", "sample", "updated_at")
+
+    def __init__(self, pair: ShadowPair, evidence: PairedLive, limit_ms: float) -> None:
+        self.champion, self.challenger, self.sample = pair.champion, pair.challenger, pair.sample
+        self.updated_at = pair.updated_at
+        self.cut = round(pair.sample * 2**32)
+        self.evidence = evidence
+        self.limit_ms = limit_ms
+        self.limit_due = 0.0  # monotonic time the limit is next recomputed
+
+    @property
+    def key(self) -> tuple[str, str, float]:
+        return (self.champion, self.challenger, self.sample)
+
+    def partner(self, version: str) -> str | None:
+        """The version that mirrors a request ``version`` answered; None when ``version`` is not in the pair."""
+        if version == self.champion:
+            return self.challenger
+        if version == self.challenger:
+            return self.champion
+        return None
+
+    def sampled(self, request_id: str | None) -> bool:
+        if self.cut >= 2**32:
+            return True
+        return (int(request_id[:8], 16) if request_id else random.getrandbits(32)) < self.cut
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"champion": self.champion, "challenger": self.challenger, "sample": self.sample,
+                "updated_at": self.updated_at, "latency_limit_ms": self.limit_ms}
+
+
+@dataclass(slots=True)
+class Mirror:
+    """A request to score again with the other version of the shadow pair, after the response: the rows, what the
+    answering version gave (``p``: float64 probabilities; None when it failed), and the pair as it was then."""
+
+    model: str
+    rt: ModelRuntime
+    shadow: Shadow
+    served: str
+    version: Version
+    rows: list[dict[str, Any]]
+    request_id: str | None
+    ts: float
+    p: np.ndarray | None
+    flagged: list[tuple[int, list[str]]] | None = None
+
+
 @dataclass
 class LoadFailure:
     """A version the traffic store says is loaded that this gateway could not load (missing or corrupt artifact,
@@ -196,9 +293,46 @@ class ModelRuntime:
         self.limiter = RateLimiter(serving.feedback_rate, serving.feedback_burst)
         # Live stats cover the longest window anyone asks for: a canary step, or the SLO watcher's window.
         self.stats_retention = max(spec.canary.max_seconds, serving.slo.window_seconds)
+        # The shadow pair (None: no mirroring), and the paired evidence of each pair since it was last set, kept
+        # after the pair is cleared (its last evidence stays readable) until one of its versions is unloaded. Kept
+        # long enough for a whole deploy: the shadow stage and every step at their time limits.
+        self.shadow: Shadow | None = None
+        self.shadow_stored: ShadowPair | None = None  # the pair the traffic store had at the last sync
+        self.evidence: dict[tuple[str, str], PairedLive] = {}
+        plan = getattr(spec.canary, "shadow", None)
+        deploy = float(getattr(plan, "max_seconds", 0.0) or 0.0) + len(spec.canary.steps) * spec.canary.max_seconds
+        self.evidence_retention = max(self.stats_retention, EVIDENCE_RETENTION, deploy + 600.0)
+        self.feedback_duplicates = 0  # labels for a request id that already had its label (ignored)
+        self.shadow_errors = 0  # mirrored scorings that failed
+        self.shadow_logged_at = -math.inf  # monotonic time a failed mirrored scoring was last logged
 
     def new_stats(self) -> LiveStats:
         return LiveStats(retention=self.stats_retention)
+
+    def apply_shadow(self, pair: ShadowPair | None) -> None:
+        """Mirror between ``pair``'s versions from now on (None, or a version not loaded here: no mirroring). A
+        pair that is not the current one starts afresh (a new deploy: its evidence from zero); the current pair's
+        evidence carries on when only ``sample`` changes."""
+        if pair is None or pair.champion not in self.versions or pair.challenger not in self.versions:
+            self.shadow = None
+            return
+        key = (pair.champion, pair.challenger)
+        old = self.shadow
+        evidence = self.evidence.get(key)
+        if evidence is None or old is None or (old.champion, old.challenger) != key:
+            self.evidence.pop(key, None)  # inserted last: the evidence read for a challenger is its newest
+            evidence = self.evidence[key] = PairedLive(*key, retention=self.evidence_retention)
+        slo = self.spec.canary.slo
+        shadow = Shadow(pair, evidence, slo.max_p99_ms)
+        if old is not None and old.champion == pair.champion:
+            shadow.limit_ms, shadow.limit_due = old.limit_ms, old.limit_due
+        self.shadow = shadow
+
+    def shadow_key(self, pair: ShadowPair | None) -> tuple[str, str, float] | None:
+        """What :meth:`apply_shadow` would make of ``pair`` here (to tell whether the runtime must change)."""
+        if pair is None or pair.champion not in self.versions or pair.challenger not in self.versions:
+            return None
+        return (pair.champion, pair.challenger, pair.sample)
 
     def apply(self, weights: dict[str, int]) -> None:
         routes, upper = [], 0.0
@@ -297,6 +431,12 @@ class Gateway:
                 rt.index.expire(now)  # labels older than serving.feedback_ttl_seconds match nothing anyway
                 # A model with no traffic yet starts serving its champion once the registry has one.
                 await self._sync_safely(name, bootstrap=tick % BOOTSTRAP_EVERY == 0)
+                shadow = rt.shadow
+                if shadow is not None and time.monotonic() >= shadow.limit_due:
+                    try:
+                        await self.refresh_shadow_limit(name)
+                    except Exception:  # the previous limit stays; serving goes on
+                        log.exception("gateway: cannot recompute the shadow latency limit of %s", name)
 
     async def _sync_model(self, name: str, bootstrap: bool = False) -> None:
         """Make the runtime match the traffic store (another worker or a restart may have changed it)."""
@@ -328,6 +468,11 @@ class Gateway:
                                           or (failed and sum(weights.values()) + failed == 100
                                               and any(weights.values()))):
                 rt.apply(weights)
+            # The shadow pair another worker (or a previous run) set: mirrored once both versions load here.
+            pair = rt.shadow_stored = await asyncio.to_thread(self.store.shadow, name)
+            have = rt.shadow.key if rt.shadow is not None else None
+            if rt.shadow_key(pair) != have:
+                rt.apply_shadow(pair)
 
     async def _load_stored(self, name: str, version: str) -> bool:
         """Load a version the traffic store (or the registry's champion alias) says to serve; -> whether it is
@@ -386,6 +531,9 @@ class Gateway:
         rt.versions = {k: v for k, v in rt.versions.items() if k != version}
         rt.weights = {k: w for k, w in rt.weights.items() if k != version}
         rt.stats.pop(version, None)  # its live state goes with it: a reload starts afresh
+        if rt.shadow is not None and rt.shadow.partner(version) is not None:
+            rt.shadow = None
+        rt.evidence = {pair: ev for pair, ev in rt.evidence.items() if version not in pair}
         entries = rt.index.drop(version)
         if entries and len(entries) > 10_000:  # freeing a large one takes a while: not on the event loop
             threading.Thread(target=entries.clear, name="index-drop", daemon=True).start()
@@ -397,6 +545,10 @@ class Gateway:
         if rt.weights.get(version, 0) > 0:
             raise WeightHeldError(f"version {version} still has weight {rt.weights[version]}; move its traffic "
                                   "first")
+        shadow = rt.shadow
+        if shadow is not None and shadow.partner(version) is not None:
+            raise ShadowHeldError(f"version {version} is in the shadow pair (champion {shadow.champion}, challenger "
+                                  f"{shadow.challenger}); clear the shadow first (DELETE /admin/models/{model}/shadow)")
         await asyncio.to_thread(self.store.mark_loaded, model, version, False)
         async with self._lock:
             self._drop(model, version)
@@ -425,8 +577,78 @@ class Gateway:
         log.info("gateway: %s weights %s (%s; revision %d)", model, applied.weights, reason, applied.revision)
         return result
 
+    async def set_shadow(self, model: str, champion: str, challenger: str, sample: float = 1.0,
+                         expected_revision: int | None = None) -> tuple[ShadowPair, int]:
+        """Mirror requests between ``champion`` and ``challenger`` (both loaded, distinct), for a share ``sample``
+        in (0, 1] of them; persisted (other workers and a restart pick it up) and raising the traffic revision.
+        ``expected_revision``: a compare-and-set, as for :meth:`set_weights`. -> (the pair, the new revision)."""
+        rt = self.runtime(model)
+        champion, challenger, sample = check_shadow(champion, challenger, sample)
+        if expected_revision is not None:
+            check_revision(expected_revision)
+        async with self._lock:
+            missing = [v for v in (champion, challenger) if v not in rt.versions]
+            if missing:
+                if expected_revision is not None:
+                    await asyncio.to_thread(self.store.expect, model, expected_revision)
+                raise TrafficError(f"version(s) {show_names(missing)} not loaded in the gateway (loaded: "
+                                   f"{sorted(rt.versions, key=int)}); load them first")
+            pair, revision = await asyncio.to_thread(self.store.set_shadow, model, champion, challenger, sample,
+                                                     expected_revision)
+            rt.apply_shadow(pair)
+            rt.shadow_stored = pair
+        log.info("gateway: %s shadow: v%s mirrors v%s and back (sample %g; revision %d)", model, challenger,
+                 champion, sample, revision)
+        return pair, revision
+
+    async def clear_shadow(self, model: str, expected_revision: int | None = None) -> int:
+        """Stop mirroring (the pair's evidence stays readable); -> the revision (raised if a pair was set)."""
+        rt = self.runtime(model)
+        if expected_revision is not None:
+            check_revision(expected_revision)
+        async with self._lock:
+            revision = await asyncio.to_thread(self.store.clear_shadow, model, expected_revision)
+            had = rt.shadow is not None
+            rt.apply_shadow(None)
+            rt.shadow_stored = None
+        if had:
+            log.info("gateway: %s shadow cleared (revision %d)", model, revision)
+        return revision
+
+    async def refresh_shadow_limit(self, model: str) -> float | None:
+        """Recompute the shadow challenger's latency limit of the moment: max(canary.slo.max_p99_ms,
+        max_p99_ratio x the champion's p99 over the last ``SHADOW_LIMIT_WINDOW`` seconds), the p99 in a worker
+        thread; -> the limit (None: no shadow pair)."""
+        rt = self.runtime(model)
+        shadow = rt.shadow
+        if shadow is None:
+            return None
+        shadow.limit_due = time.monotonic() + SHADOW_LIMIT_SECONDS
+        since = time.time() - SHADOW_LIMIT_WINDOW
+        stats = rt.stats.get(shadow.champion)
+        snapshot = stats.snapshot(since) if stats is not None else []
+        p99 = (await asyncio.to_thread(summarize, snapshot, since))["p99_ms"] if snapshot else None
+        slo = rt.spec.canary.slo
+        shadow.limit_ms = max(slo.max_p99_ms, (p99 or 0.0) * slo.max_p99_ratio)
+        return shadow.limit_ms
+
     # ---- serving -----------------------------------------------------------------------------------
     def predict(self, model: str, body: bytes, key: str | None) -> dict[str, Any]:
+        """Score a request and answer it (in process: a mirrored scoring, with a shadow pair, runs here once the
+        answer is built; the HTTP endpoint runs it after the response is sent: :meth:`predict_deferred`)."""
+        try:
+            answer, job = self.predict_deferred(model, body, key)
+        except ScoringError as err:
+            if err.mirror is not None:
+                self.mirror(err.mirror)
+            raise
+        if job is not None:
+            self.mirror(job)
+        return answer
+
+    def predict_deferred(self, model: str, body: bytes, key: str | None) -> tuple[dict[str, Any], Mirror | None]:
+        """-> (the answer, the mirrored scoring to run after it is sent, or None). A version that fails to score
+        raises :class:`ScoringError`, carrying its mirrored scoring (``mirror``) if any."""
         start = time.perf_counter()
         rt = self.runtime(model)
         rows, flagged = _load(body, rt.schema.validate)
@@ -439,12 +661,19 @@ class Gateway:
         try:
             p = version.scorer.proba(rows)
         except Exception as err:  # a version that cannot score counts against it in the canary's error rate
+            now = time.time()
+            latency_ms = (time.perf_counter() - start) * 1000
             stats = rt.stats.get(version.version)
             if stats is not None:
-                stats.request(time.time(), (time.perf_counter() - start) * 1000, True)
+                stats.request(now, latency_ms, True)
             self._metrics.observe(model, version.version, "error", None)
             log.exception("gateway: %s v%s failed to score", model, version.version)
-            raise ScoringError(f"{model} v{version.version} failed to score: {type(err).__name__}") from err
+            failure = ScoringError(f"{model} v{version.version} failed to score: {type(err).__name__}")
+            shadow = rt.shadow
+            if shadow is not None:  # the other version of the pair still scores it: a paired failure
+                failure.mirror = self._shadowed(model, rt, shadow, version.version, rows, None, now, None,
+                                                latency_ms, flagged)
+            raise failure from err
         labels = tuple((p >= version.scorer.threshold).astype(int).tolist())  # a tuple: untracked by the GC
         request_id = uuid.uuid4().hex
         now = time.time()
@@ -454,7 +683,8 @@ class Gateway:
             stats.request(now, latency_ms)
         # Kept for the labels to come (bounded by serving.index_max_mb and feedback_ttl_seconds): the
         # probabilities, 8 bytes a row; feedback derives the decision it judges from them (see feedback).
-        rt.index.add(version.version, request_id, np.ascontiguousarray(p, dtype=np.float64).tobytes(), now)
+        p64 = np.ascontiguousarray(p, dtype=np.float64)
+        rt.index.add(version.version, request_id, p64.tobytes(), now)
         record = {"request_id": request_id, "ts": now, "model": model, "version": version.version, "rows": rows,
                   "probability": p, "label": labels, "latency_ms": latency_ms}
         predictions = [{"probability": float(pi), "label": li} for pi, li in zip(p, labels, strict=True)]
@@ -465,33 +695,134 @@ class Gateway:
             self._metrics.out_of_spec(model, flagged)
         self.logs.put("predictions", model, now, record)
         self._metrics.observe(model, version.version, "ok", latency_ms / 1000)
-        return {"request_id": request_id, "model": model, "version": version.version, "predictions": predictions}
+        shadow = rt.shadow
+        job = None if shadow is None else self._shadowed(model, rt, shadow, version.version, rows, request_id, now,
+                                                         p64, latency_ms, flagged)
+        return {"request_id": request_id, "model": model, "version": version.version, "predictions": predictions}, job
+
+    def _shadowed(self, model: str, rt: ModelRuntime, shadow: Shadow, served: str, rows: list[dict[str, Any]],
+                  request_id: str | None, now: float, p: np.ndarray | None, latency_ms: float,
+                  flagged: list[tuple[int, list[str]]] | None) -> Mirror | None:
+        """Count a request answered by a version of the shadow pair (exposure; a slow challenger answer), and
+        -> its mirrored scoring if sampled (None: not in the pair, not sampled, or the other version gone)."""
+        partner = shadow.partner(served)
+        if partner is None:
+            return None
+        by_challenger = served == shadow.challenger
+        shadow.evidence.served(now, by_challenger, by_challenger and latency_ms > shadow.limit_ms)
+        if not shadow.sampled(request_id):
+            return None
+        other = rt.versions.get(partner)
+        if other is None:
+            return None
+        return Mirror(model, rt, shadow, served, other, rows, request_id, now, p, flagged or None)
+
+    def mirror(self, job: Mirror) -> None:
+        """Score a request again with the other version of the shadow pair, log that prediction (same request id,
+        ``"shadow": true``), join it to the request's index entry and record the pair's evidence. Never raises: a
+        scoring failure is the mirrored version's error in the pair; anything else is logged."""
+        try:
+            self._mirror(job)
+        except Exception:  # the user has had the answer; nothing here may reach them
+            log.exception("gateway: shadow scoring of a %s request failed unexpectedly", job.model)
+
+    def _mirror(self, job: Mirror) -> None:
+        rt, shadow, version = job.rt, job.shadow, job.version
+        mirrored = version.version
+        start = time.perf_counter()
+        p: np.ndarray | None
+        try:
+            p = np.ascontiguousarray(version.scorer.proba(job.rows), dtype=np.float64).reshape(-1)
+            if len(p) != len(job.rows):
+                raise ValueError(f"{len(p)} probabilities for {len(job.rows)} rows")
+        except Exception as err:  # noqa: BLE001 - the mirrored version's error, in the pair only
+            p = None
+            rt.shadow_errors += 1
+            self._metrics.shadow(job.model, mirrored, "error")
+            if time.monotonic() - rt.shadow_logged_at >= SHADOW_LOG_SECONDS:
+                rt.shadow_logged_at = time.monotonic()
+                log.warning("gateway: shadow v%s of %s failed to score (%d failures so far; logged at most every "
+                            "%.0f s): %s: %s", mirrored, job.model, rt.shadow_errors, SHADOW_LOG_SECONDS,
+                            type(err).__name__, cut(str(err), 200))
+        else:
+            self._metrics.shadow(job.model, mirrored, "ok")
+        latency_ms = (time.perf_counter() - start) * 1000
+        to_challenger = mirrored == shadow.challenger
+        p_c, p_x = (job.p, p) if to_challenger else (p, job.p)
+        shadow.evidence.mirrored(job.ts, p_c is None, p_x is None, p_c, p_x)
+        if p is None or job.p is None or job.request_id is None:
+            return  # nothing to pair: no answer, or no mirrored prediction
+        labels = tuple((p >= version.scorer.threshold).astype(int).tolist())
+        record = {"request_id": job.request_id, "ts": job.ts, "model": job.model, "version": mirrored,
+                  "rows": job.rows, "probability": p, "label": labels, "latency_ms": latency_ms, "shadow": True,
+                  "served_by": job.served}
+        if job.flagged:
+            record["out_of_spec"] = [{"row": i, "fields": fields} for i, fields in job.flagged]
+        self.logs.put("predictions", job.model, job.ts, record)
+        entry = rt.index.add_mirror(job.served, job.request_id, mirrored, p.tobytes(), shadow.evidence.epoch)
+        first = entry_labels(entry) if entry is not None else None
+        if first is not None:  # the request's label came before its mirrored scoring: it judges both now
+            shadow.evidence.labelled(time.time(), p_c, p_x, np.frombuffer(first, dtype=np.int8))
 
     def feedback(self, model: str, body: bytes, client: str | None = None) -> dict[str, Any]:
         """Match labels to recent predictions (live stats) and log them. ``client`` (the caller's address): charged
-        its labels against the per-client rate limit (serving.feedback_rate/_burst): over it, 429 and nothing done."""
+        its labels against the per-client rate limit (serving.feedback_rate/_burst): over it, 429 and nothing done.
+
+        Only the first label of a request id counts (live stats, paired evidence); a later one is logged with
+        ``"duplicate": true``, answered in ``duplicates`` (not an error: a client may retry) and counted in
+        ``gateway_feedback_duplicates_total``. ``matched``: labels that found their prediction and counted. A label
+        counts for the versions that scored the request: the one that answered it (live stats, and the pair's
+        evidence) and, with a shadow pair, the one it was mirrored to (the pair's evidence)."""
         rt = self.runtime(model)
         clean = _load(body, lambda data: _feedback_items(data, rt.schema.max_rows))
         if client is not None:
             self._charge(rt, client, sum(len(labels) for _, labels in clean))
         now = time.time()
-        matched = 0
+        matched = duplicates = 0
         for rid, labels in clean:
-            seen = rt.index.get(rid, now)
+            found = rt.index.find(rid, now)
             record = {"request_id": rid, "ts": now, "model": model, "label": labels}
-            if seen is not None:
-                version, probs = seen
+            if found is not None:
+                version, entry = found
                 record["version"] = version
-                stats = rt.stats.get(version)
-                if stats is not None and len(probs) == 8 * len(labels):
-                    # Live accuracy is judged on the calibrated decision (p >= 0.5), not on each version's
-                    # F1-tuned threshold: thresholds trade accuracy for recall differently per version, which would
-                    # make accuracy compare thresholds rather than models. Calibration is gated offline.
-                    for prob, truth in zip(np.frombuffer(probs).tolist(), labels, strict=True):
-                        stats.label(now, (prob >= 0.5) == truth, (prob - truth) ** 2)
-                matched += 1
+                probs = entry[0]
+                if entry_labels(entry) is not None:
+                    duplicates += 1
+                    record["duplicate"] = True
+                elif len(probs) == 8 * len(labels):
+                    rt.index.mark_labelled(version, rid, bytes(labels))
+                    stats = rt.stats.get(version)
+                    if stats is not None:
+                        # Live accuracy is judged on the calibrated decision (p >= 0.5), not on each version's
+                        # F1-tuned threshold: thresholds trade accuracy for recall differently per version, which
+                        # would make accuracy compare thresholds rather than models. Calibration is gated offline.
+                        for prob, truth in zip(np.frombuffer(probs).tolist(), labels, strict=True):
+                            stats.label(now, (prob >= 0.5) == truth, (prob - truth) ** 2)
+                    mirror = entry_mirror(entry)
+                    if mirror is not None:
+                        self._pair_label(rt, version, probs, mirror, labels, now)
+                    matched += 1
+                else:
+                    matched += 1
             self.logs.put("feedback", model, now, record)
-        return {"accepted": len(clean), "matched": matched}
+        rt.feedback_duplicates += duplicates
+        return {"accepted": len(clean), "matched": matched, "duplicates": duplicates}
+
+    @staticmethod
+    def _pair_label(rt: ModelRuntime, served: str, probs: bytes, mirror: tuple[str, bytes, int], labels: list[int],
+                    now: float) -> None:
+        """The first label of a mirrored request, in the evidence its pair counted in (none if that evidence is
+        gone: a version of the pair unloaded, or the pair set anew since)."""
+        mirrored, mirrored_probs, epoch = mirror
+        p_served, p_mirrored = np.frombuffer(probs), np.frombuffer(mirrored_probs)
+        evidence = rt.evidence.get((served, mirrored))
+        if evidence is not None:
+            p_c, p_x = p_served, p_mirrored
+        else:
+            evidence = rt.evidence.get((mirrored, served))
+            p_c, p_x = p_mirrored, p_served
+        if evidence is not None and evidence.epoch == epoch:
+            evidence.labelled(now, p_c, p_x, np.asarray(labels, dtype=np.int8))
 
     def _charge(self, rt: ModelRuntime, client: str, labels: int) -> None:
         limiter = rt.limiter
@@ -518,6 +849,38 @@ class Gateway:
         versions = await asyncio.to_thread(_summaries, snapshots, since)
         return {"model": model, "since": since, "weights": weights, "versions": versions}
 
+    def _evidence_of(self, model: str, challenger: str) -> tuple[ModelRuntime, PairedLive, bool]:
+        rt = self.runtime(model)
+        shadow = rt.shadow
+        if shadow is not None and shadow.challenger == challenger:
+            return rt, shadow.evidence, True
+        kept = [ev for (_, x), ev in rt.evidence.items() if x == challenger]
+        if not kept:
+            raise NotFoundError(f"no paired evidence for v{challenger} of {model}: it has not been a shadow "
+                                f"challenger since it was loaded (shadow pair: "
+                                f"{shadow.to_dict() if shadow is not None else None})")
+        return rt, kept[-1], False
+
+    def evidence(self, model: str, challenger: str, since: float) -> dict[str, Any]:
+        """The paired evidence of ``challenger`` against its shadow champion since ``since`` (computed here; the
+        endpoint uses :meth:`evidence_async`)."""
+        _, ev, active = self._evidence_of(model, challenger)
+        return {"model": model, "since": since, "from": ev.first_start(since), "active": active,
+                "evidence": ev.summary(since)}
+
+    async def evidence_async(self, model: str, challenger: str, since: float) -> dict[str, Any]:
+        """:meth:`evidence` with the bucket snapshot taken here (O(buckets)) and summed in a worker thread.
+
+        -> ``{"model", "since", "from", "active", "evidence"}``: ``evidence`` holds the ``PairedEvidence`` fields
+        (``champion``, ``challenger`` and the sums of :data:`~lifecycle.serving.live.EVIDENCE_FIELDS`) summed over
+        the 10 s buckets that end after ``since`` (bucket resolution: the one ``since`` falls in counts whole);
+        ``from``: the start of the oldest such bucket (None: none yet); ``active``: whether the pair is the current
+        shadow pair (its evidence stays readable after the pair is cleared, until a version of it is unloaded)."""
+        _, ev, active = self._evidence_of(model, challenger)
+        snapshot, first = ev.snapshot(since), ev.first_start(since)
+        fields = await asyncio.to_thread(sum_evidence, ev.champion, ev.challenger, snapshot)
+        return {"model": model, "since": since, "from": first, "active": active, "evidence": fields}
+
     def ready(self) -> tuple[bool, list[str]]:
         """Not ready (503): a weight on a version that is not loaded, a model whose every version with traffic
         failed to load, or a prediction log that cannot write (its thread dead, or failing for longer than
@@ -539,6 +902,11 @@ class Gateway:
         """What does not stop serving but needs a look: versions that failed to load, models whose sync failed."""
         out = [f"{name} v{version} failed to load ({f.attempts} attempt{'s' if f.attempts > 1 else ''}): {f.error}"
                for (name, version), f in sorted(self.load_failures.items())]
+        for name, rt in sorted(self.models.items()):
+            pair = rt.shadow_stored
+            if pair is not None and rt.shadow is None:
+                out.append(f"{name}: shadow pair v{pair.champion}/v{pair.challenger} set but not loaded here: "
+                           "not mirroring")
         return out + [f"{name}: last sync failed: {err}" for name, err in sorted(self.sync_errors.items())]
 
     def authorized(self, request: Request) -> bool:
@@ -557,6 +925,28 @@ class Gateway:
 
 def _summaries(snapshots: dict[str, list], since: float) -> dict[str, dict[str, Any]]:
     return {version: summarize(buckets, since) for version, buckets in snapshots.items()}
+
+
+def _shadow_body(data: Any) -> tuple[str, str, float, int | None]:
+    """The admin shadow PUT body ``{"champion": "1", "challenger": "3", "sample": 1.0, "expected_revision": 7}``
+    -> (champion, challenger, sample, expected_revision). Not an object, a field missing or unknown: 400; bad
+    values (version ids not in plain ASCII digits, the same version twice, sample outside (0, 1]): 422."""
+    shape = ('body must be {"champion": version, "challenger": version, "sample": number in (0, 1] (optional), '
+             '"expected_revision": int (optional)}')
+    if not isinstance(data, dict):
+        raise MalformedRequestError(f"{shape}, got {type(data).__name__ if data is not None else 'null'}")
+    missing = [k for k in ("champion", "challenger") if k not in data]
+    if missing:
+        raise MalformedRequestError(f"{shape}: {' and '.join(missing)} missing")
+    extra = [k for k in data if k not in ("champion", "challenger", "sample", "expected_revision")]
+    if extra:
+        raise MalformedRequestError(f"{shape}: unknown field(s) {show_names(extra)}")
+    expected = data.get("expected_revision")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+        raise MalformedRequestError(f"expected_revision must be a non-negative integer (the revision a GET "
+                                    f"returned), got {show(expected)}")
+    champion, challenger, sample = check_shadow(data["champion"], data["challenger"], data.get("sample", 1.0))
+    return champion, challenger, sample, None if expected is None else check_revision(expected)
 
 
 def _freeze_heap() -> None:
@@ -689,8 +1079,12 @@ class _Metrics:
         self.out_of_spec_rows = Counter("gateway_out_of_spec_rows", "Rows served although out of the spec's "
                                         "ranges or categories (serving.out_of_spec: flag), by field",
                                         ["model", "field"], registry=self.registry)
+        self.shadow_scored = Counter("gateway_shadow_scored", "Mirrored scorings by the other version of a shadow "
+                                     "pair, after the response (status: ok or error)", ["model", "version", "status"],
+                                     registry=self.registry)
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._flag_children: dict[tuple[str, str], Any] = {}
+        self._shadow_children: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
 
     def observe(self, model: str, version: str, status: str, seconds: float | None) -> None:
@@ -703,6 +1097,14 @@ class _Metrics:
         pair[0].inc()
         if seconds is not None:
             pair[1].observe(seconds)
+
+    def shadow(self, model: str, version: str, status: str) -> None:
+        key = (model, version, status)
+        child = self._shadow_children.get(key)
+        if child is None:
+            with self._lock:
+                child = self._shadow_children[key] = self.shadow_scored.labels(model, version, status)
+        child.inc()
 
     def out_of_spec(self, model: str, flagged: list[tuple[int, list[str]]]) -> None:
         for _, fields in flagged:
@@ -738,6 +1140,8 @@ class _StateCollector:
                                       "unload", labels=["model", "reason"])
         limited = CounterMetricFamily("gateway_feedback_rate_limited", "Feedback requests refused by the per-client "
                                       "rate limit (429)", labels=["model"])
+        duplicates = CounterMetricFamily("gateway_feedback_duplicates", "Labels ignored because their request id "
+                                         "already had one (only the first label counts)", labels=["model"])
         failed = GaugeMetricFamily("gateway_version_load_failed", "1 for each version the traffic store serves that "
                                    "this gateway could not load", labels=["model", "version"])
         failures = CounterMetricFamily("gateway_version_load_failures", "Failed attempts to load a served version",
@@ -748,11 +1152,12 @@ class _StateCollector:
             for reason, n in rt.index.evicted.items():
                 evicted.add_metric([name, reason], n)
             limited.add_metric([name], rt.limiter.refused)
+            duplicates.add_metric([name], rt.feedback_duplicates)
             failures.add_metric([name], gw.load_failed_total.get(name, 0))
         for (name, version) in sorted(gw.load_failures):
             failed.add_metric([name, version], 1)
         logs = gw.logs
-        yield from (size, entries, evicted, limited, failed, failures)
+        yield from (size, entries, evicted, limited, duplicates, failed, failures)
         yield CounterMetricFamily("gateway_log_dropped", "Prediction and feedback log records dropped (the queue "
                                   "full while writes failed)", value=logs.dropped)
         yield CounterMetricFamily("gateway_log_write_errors", "Failed attempts to append to the prediction log",
@@ -811,15 +1216,25 @@ def create_app(gateway: Gateway) -> Starlette:
                 headers = {"Connection": "close"} if isinstance(err, BodyTooLargeError) else None
                 if isinstance(err, RateLimitedError):
                     headers = {"Retry-After": str(err.retry_after)}
-                return _error(status, message, headers)
+                response = _error(status, message, headers)
+                if isinstance(err, ScoringError) and err.mirror is not None:  # the pair's other version, after
+                    response.background = BackgroundTask(run_mirror, err.mirror)
+                return response
             except Exception as err:
                 log.exception("gateway: unexpected error on %s", request.url.path)
                 return _error(500, f"internal error: {type(err).__name__}")
         return endpoint
 
+    async def run_mirror(job: Mirror) -> None:
+        gateway.mirror(job)  # on the event loop, once the response is sent (NumPy scoring: microseconds)
+
     async def predict(request: Request) -> Response:
         body = await read_body(request)
-        return _json(gateway.predict(request.path_params["model"], body, request.headers.get("x-routing-key")))
+        answer, job = gateway.predict_deferred(request.path_params["model"], body, request.headers.get("x-routing-key"))
+        response = _json(answer)
+        if job is not None:  # shadow: the other version of the pair scores it after the response is sent
+            response.background = BackgroundTask(run_mirror, job)
+        return response
 
     async def feedback(request: Request) -> Response:
         if not gateway.may_post_feedback(request):  # before reading a byte of the body
@@ -878,13 +1293,52 @@ def create_app(gateway: Gateway) -> Starlette:
             raise NotFoundError(f"{model} v{v} is not in the registry") from err
         return _json({"model": model, "version": v, "loaded": True})
 
-    async def stats(request: Request) -> Response:
+    def since_of(request: Request) -> float:
         text = request.query_params.get("since", "0")
         since = float(text) if PLAIN_NUMBER.fullmatch(text) else math.nan
         if not math.isfinite(since):
             raise MalformedRequestError(f"since must be a unix timestamp in seconds (a finite decimal number), got "
                                         f"{show(text)}")
-        return _json(await gateway.stats_async(request.path_params["model"], since))
+        return since
+
+    async def stats(request: Request) -> Response:
+        return _json(await gateway.stats_async(request.path_params["model"], since_of(request)))
+
+    async def shadow(request: Request) -> Response:
+        """GET: ``{"model", "shadow": {"champion", "challenger", "sample", "updated_at", "latency_limit_ms"} or
+        null, "revision"}``. PUT ``{"champion": "1", "challenger": "3", "sample": 1.0, "expected_revision": 7}``
+        (``sample``: default 1.0; ``expected_revision``: optional compare-and-set, 409 if stale) answers the same
+        shape after the change; both versions must be loaded (else 422) and distinct. DELETE: mirroring off (the
+        pair's evidence stays readable). A change raises the traffic revision."""
+        model = request.path_params["model"]
+        rt = gateway.runtime(model)
+        if request.method == "PUT":
+            champion, challenger, sample, expected = _load(await read_body(request), _shadow_body)
+            try:
+                _, revision = await gateway.set_shadow(model, champion, challenger, sample, expected)
+            except TrafficConflictError as err:
+                gateway._metrics.observe(model, "-", "409", None)
+                return _error(409, str(err), revision=err.revision, weights=err.weights)
+        elif request.method == "DELETE":
+            revision = await gateway.clear_shadow(model)
+        else:
+            async with gateway._lock:
+                current = rt.shadow
+                revision = await asyncio.to_thread(gateway.store.revision, model)
+            return _json({"model": model, "shadow": current.to_dict() if current is not None else None,
+                          "revision": revision})
+        current = rt.shadow
+        return _json({"model": model, "shadow": current.to_dict() if current is not None else None,
+                      "revision": revision})
+
+    async def evidence(request: Request) -> Response:
+        """``?challenger=<version>&since=<unix seconds>`` -> :meth:`Gateway.evidence_async`."""
+        challenger = request.query_params.get("challenger")
+        if challenger is None or not VERSION_ID.fullmatch(challenger):
+            raise MalformedRequestError(f"challenger must be a version id (a positive integer in plain ASCII digits), "
+                                        f"got {show(challenger)}")
+        since = since_of(request)
+        return _json(await gateway.evidence_async(request.path_params["model"], challenger, since))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         # Starlette's own refusals (no such route: 404, method not allowed: 405) answer like the gateway's.
@@ -907,4 +1361,6 @@ def create_app(gateway: Gateway) -> Starlette:
               methods=["POST", "DELETE"]),
         Route("/admin/models/{model}/versions/{version}/load", guarded(version, admin=True), methods=["POST"]),
         Route("/admin/models/{model}/stats", guarded(stats, admin=True)),
+        Route("/admin/models/{model}/shadow", guarded(shadow, admin=True), methods=["GET", "PUT", "DELETE"]),
+        Route("/admin/models/{model}/evidence", guarded(evidence, admin=True)),
     ], exception_handlers={HTTPException: http_error}, lifespan=lifespan)

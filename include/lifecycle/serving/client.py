@@ -81,3 +81,29 @@ class GatewayClient:
 
     def stats(self, model: str, since: float) -> dict[str, Any]:
         return self._call("GET", f"/admin/models/{model}/stats", params={"since": since})
+
+    # ---- shadow (issue 11)
+    def shadow(self, model: str) -> dict[str, Any]:
+        """``{"model", "shadow": {"champion", "challenger", "sample", "updated_at", "latency_limit_ms"} or None,
+        "revision"}``."""
+        return self._call("GET", f"/admin/models/{model}/shadow")
+
+    def set_shadow(self, model: str, champion: str | int, challenger: str | int, sample: float = 1.0,
+                   expected_revision: int | None = None) -> dict[str, Any]:
+        """Mirror requests between ``champion`` and ``challenger`` (both loaded) for a share ``sample`` of them;
+        the answer is :meth:`shadow`'s, with the new ``revision``. With ``expected_revision``, a compare-and-set:
+        :class:`GatewayConflictError` if the traffic changed since."""
+        body: dict[str, Any] = {"champion": str(champion), "challenger": str(challenger), "sample": float(sample)}
+        if expected_revision is not None:
+            body["expected_revision"] = expected_revision
+        return self._call("PUT", f"/admin/models/{model}/shadow", json=body)
+
+    def clear_shadow(self, model: str) -> dict[str, Any]:
+        """Stop mirroring (the pair's evidence stays readable until one of its versions is unloaded)."""
+        return self._call("DELETE", f"/admin/models/{model}/shadow")
+
+    def evidence(self, model: str, challenger: str | int, since: float) -> dict[str, Any]:
+        """``{"model", "since", "from", "active", "evidence"}``: ``evidence`` holds the ``PairedEvidence`` fields
+        of ``challenger`` against its shadow champion, summed over the gateway's 10 s buckets since ``since``."""
+        return self._call("GET", f"/admin/models/{model}/evidence",
+                          params={"challenger": str(challenger), "since": since})

@@ -13,6 +13,7 @@ retried against the new revision.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -116,11 +117,46 @@ def start_canary(spec: ModelSpec, version: str | int, gateway: GatewayClient,
         raise DeployError(f"{name} v{version} is already the champion")
     gateway.load(spec.name, champion.version)
     gateway.load(spec.name, version)
+    shadow = spec.canary.shadow
+    # Mirrored from now on, whether or not the shadow stage runs: the evidence is paired, in shadow and during the
+    # ramp (the gateway scores every request of the pair with both versions; only the answering one is seen).
+    gateway.set_shadow(spec.name, str(champion.version), version, shadow.sample)
     traffic = gateway.traffic(spec.name)  # every later step is a compare-and-set against this revision
     log.info("deploy: canary of %s v%s against champion v%s (traffic revision %s: %s)", name, version,
              champion.version, traffic.get("revision"), traffic.get("weights"))
     return {"version": version, "champion": str(champion.version), "started": time.time(),
-            "revision": traffic.get("revision"), "weights": traffic.get("weights", {})}
+            "revision": traffic.get("revision"), "weights": traffic.get("weights", {}), "shadow": shadow.enabled,
+            "mirrored": True}
+
+
+def _compact(verdict: dict[str, Any]) -> dict[str, Any]:
+    """What goes on record of a verdict: stage, action, the statistics (e-values, thresholds, labels, exposure)."""
+    return {"stage": verdict.get("stage"), "action": verdict.get("action"),
+            "statistics": verdict.get("statistics") or {}}
+
+
+def record_verdict(spec: ModelSpec, plan: dict[str, Any], verdict: dict[str, Any], run_id: str,
+                   paths: StatePaths | None = None, ledger: Ledger | None = None) -> str:
+    """Put a stage's verdict on record, with its evidence: the shadow stage's as ``shadow_verdict``, a step that
+    held as ``canary_step``; on the version as tags ``lifecycle.last_verdict`` and ``lifecycle.evidence`` (JSON).
+    A rollback verdict's own record is :func:`rollback`'s ``rolled_back``. Returns the reason."""
+    ledger = ledger or Ledger(paths.ledger_db if paths else None)
+    stage, action, reason = verdict["stage"], verdict["action"], verdict["reason"]
+    details = _compact(verdict) | {"evidence": verdict.get("evidence")}
+    slug = "".join(ch if ch.isalnum() else "_" for ch in stage).strip("_")
+    if stage == "shadow":
+        ledger.record(spec.name, "shadow_verdict",
+                      f"v{plan['version']} {'passed' if action == 'pass' else 'failed'} shadow against "
+                      f"v{plan['champion']}: {reason}", version=plan["version"], run_id=run_id,
+                      key=f"{spec.name}:{run_id}:shadow_verdict", details=details)
+    elif action == "pass":
+        ledger.record(spec.name, "canary_step", f"{stage} held: {reason}", version=plan["version"], run_id=run_id,
+                      key=f"{spec.name}:{run_id}:{slug}:verdict", details=details)
+    Registry(paths).set_tags(spec.model_name, plan["version"], {
+        f"{TAG}last_verdict": f"{stage}: {action}: {reason}"[:5000],
+        f"{TAG}evidence": json.dumps(_compact(verdict), sort_keys=True, default=str)[:5000]})
+    log.info("deploy: %s: %s: %s", stage, action, reason)
+    return reason
 
 
 def step_weights(plan: dict[str, Any], percent: int) -> dict[str, int]:
@@ -145,22 +181,15 @@ def set_step(spec: ModelSpec, plan: dict[str, Any], step: int, percent: int, gat
     return {"since": time.time(), "weights": weights, "step": step, "percent": percent, "revision": revision}
 
 
-def judge_step(spec: ModelSpec, plan: dict[str, Any], step: dict[str, Any], gateway: GatewayClient,
-               timed_out: bool = False) -> dict[str, Any]:
-    from lifecycle.serving.canary import judge
-
-    stats = gateway.stats(spec.name, step["since"])["versions"]
-    empty = {"requests": 0, "errors": 0, "feedback": 0, "correct": 0}
-    decision = judge(stats.get(plan["champion"], empty), stats.get(plan["version"], empty), spec.canary,
-                     step=step["step"], weight=step["percent"], version=plan["version"],
-                     champion_version=plan["champion"], timed_out=timed_out)
-    log.info("%s", decision.reason)
-    return decision.to_dict() | {"stats": stats}
+def _end_shadow(spec: ModelSpec, plan: dict[str, Any], gateway: GatewayClient) -> None:
+    """The deploy is decided: stop mirroring (the evidence stays on record)."""
+    if plan.get("mirrored") or plan.get("shadow"):
+        gateway.clear_shadow(spec.name)
 
 
 def promote(spec: ModelSpec, plan: dict[str, Any], gateway: GatewayClient, run_id: str,
             paths: StatePaths | None = None, ledger: Ledger | None = None,
-            seen: dict[str, Any] | None = None) -> str:
+            seen: dict[str, Any] | None = None, verdict: dict[str, Any] | None = None) -> str:
     """All steps held: the challenger takes 100% and alias ``champion``; the old champion keeps ``previous``.
 
     Only if nobody else took over: the champion alias must still be the plan's, the 100% is a compare-and-set
@@ -186,6 +215,7 @@ def promote(spec: ModelSpec, plan: dict[str, Any], gateway: GatewayClient, run_i
             raise _superseded(spec, plan, "promotion (alias)", run_id, ledger, now.get("revision"), revision,
                               now.get("weights", {}))
     champion_still_old()
+    _end_shadow(spec, plan, gateway)
     registry.set_alias(name, PREVIOUS, old)
     registry.set_alias(name, CHAMPION, new)
     challenger = registry.by_alias(name, CHALLENGER)
@@ -193,15 +223,19 @@ def promote(spec: ModelSpec, plan: dict[str, Any], gateway: GatewayClient, run_i
         registry.delete_alias(name, CHALLENGER)
     registry.set_tags(name, new, {f"{TAG}status": "champion", f"{TAG}promoted_by": run_id})
     registry.set_tags(name, old, {f"{TAG}status": "previous"})
-    reason = f"v{new} passed every canary step ({', '.join(map(str, spec.canary.steps))}%); v{old} kept as previous"
+    stages = ("shadow, " if plan.get("shadow") else "") + ", ".join(map(str, spec.canary.steps)) + "%"
+    reason = f"v{new} passed every stage ({stages}); v{old} kept as previous"
+    if verdict:
+        reason += f"; evidence at the last step: {verdict['reason']}"
     ledger.record(spec.name, "promoted", reason, version=new, run_id=run_id, key=f"{spec.name}:{run_id}:promoted",
-                  details={"revision": revision})
+                  details={"revision": revision} | ({"verdict": _compact(verdict), "evidence": verdict.get("evidence")}
+                                                    if verdict else {}))
     return reason
 
 
 def rollback(spec: ModelSpec, plan: dict[str, Any], reason: str, gateway: GatewayClient, run_id: str,
              paths: StatePaths | None = None, ledger: Ledger | None = None,
-             seen: dict[str, Any] | None = None) -> str:
+             seen: dict[str, Any] | None = None, verdict: dict[str, Any] | None = None) -> str:
     """A breached step: traffic back to the champion at once, then tag the version and record why. A
     compare-and-set against ``seen`` (the step's result): if another operator changed the traffic since, it is
     theirs: :class:`DeploySupersededError`, nothing touched."""
@@ -209,13 +243,15 @@ def rollback(spec: ModelSpec, plan: dict[str, Any], reason: str, gateway: Gatewa
     name, bad, champion = spec.model_name, plan["version"], plan["champion"]
     _apply(spec, plan, {champion: 100, bad: 0}, f"rollback v{bad}: {reason}"[:500], "rollback", gateway, run_id,
            ledger, seen)
+    _end_shadow(spec, plan, gateway)
     registry = Registry(paths)
     challenger = registry.by_alias(name, CHALLENGER)
     if challenger is not None and str(challenger.version) == bad:
         registry.delete_alias(name, CHALLENGER)
     registry.set_tags(name, bad, {f"{TAG}status": "rolled_back", f"{TAG}rollback_reason": reason[:5000]})
     ledger.record(spec.name, "rolled_back", f"v{bad} rolled back to v{champion}: {reason}", version=bad,
-                  run_id=run_id, key=f"{spec.name}:{run_id}:rolled_back")
+                  run_id=run_id, key=f"{spec.name}:{run_id}:rolled_back",
+                  details=({"verdict": _compact(verdict), "evidence": verdict.get("evidence")} if verdict else {}))
     return reason
 
 
@@ -234,6 +270,7 @@ def manual_rollback(spec: ModelSpec, reason: str, gateway: GatewayClient, run_id
     gateway.load(spec.name, prev)
     weights = {prev: 100} | ({cur: 0} if cur and cur != prev else {})
     gateway.set_weights(spec.name, weights, f"manual rollback to v{prev}: {reason}"[:500])
+    gateway.clear_shadow(spec.name)  # a deploy it supersedes stops without clearing its mirroring
     registry.set_alias(name, CHAMPION, prev)
     registry.delete_alias(name, PREVIOUS)
     registry.set_tags(name, prev, {f"{TAG}status": "champion"})
@@ -241,5 +278,5 @@ def manual_rollback(spec: ModelSpec, reason: str, gateway: GatewayClient, run_id
         registry.set_tags(name, cur, {f"{TAG}status": "rolled_back", f"{TAG}rollback_reason": reason[:5000]})
     (ledger or Ledger(paths.ledger_db if paths else None)).record(
         spec.name, "rolled_back", f"manual rollback: v{cur} -> v{prev}: {reason}", version=cur, run_id=run_id,
-        key=f"{spec.name}:{run_id}:manual_rollback")
+        key=f"{spec.name}:{run_id}:manual_rollback", details={"champion": prev, "demoted": cur, "manual": True})
     return {"champion": prev, "demoted": cur or ""}

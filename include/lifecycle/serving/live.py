@@ -1,5 +1,7 @@
 """The gateway's live, in-memory state per model: recent predictions by request id (so a label that arrives later
-finds what was predicted), live stats per version in fixed time buckets, and the per-client feedback rate limit.
+finds what was predicted, and only the first label of a request counts), live stats per version in fixed time
+buckets, the paired evidence of a shadow pair (:class:`PairedLive`) in the same buckets, and the per-client feedback
+rate limit.
 
 Everything here is used from the event loop only, so nothing takes a lock: an insert, a look-up or an eviction is
 O(1) (O(loaded versions) at most). The one O(n) step, a stats summary's percentiles over the latencies in the window,
@@ -8,6 +10,7 @@ which are never written again, and a copy of the open one) then :func:`summarize
 """
 from __future__ import annotations
 
+import itertools
 import math
 from array import array
 from collections import OrderedDict, deque
@@ -23,18 +26,25 @@ STATS_WINDOW = 400_000
 #: Estimated bytes one prediction-index entry costs besides its probabilities (8 bytes a row): the request id,
 #: the dictionary slot and the record. Measured with tracemalloc in ``tests/unit/test_gateway_memory.py``.
 ENTRY_BYTES = 300
+#: Estimated bytes an entry grows by when it gets its first label (the labels kept, one byte a row, so a second
+#: label is known as a duplicate), and when the mirrored version's probabilities join it (8 bytes a row), besides
+#: those bytes. Measured with tracemalloc in ``tests/unit/test_gateway_shadow.py``.
+LABELS_BYTES = 64
+MIRROR_BYTES = 136
 #: Clients (addresses) the feedback rate limit remembers at most; past it, the idle ones are forgotten first.
 MAX_CLIENTS = 10_000
 
 
 # ---------------------------------------------------------------------------------------------- prediction index
 class _Shelf:
-    """One version's entries, oldest first: request id -> (probabilities as float64 bytes, unix time)."""
+    """One version's entries, oldest first: request id -> (probabilities as float64 bytes, unix time), or, once
+    labelled or mirrored, (probabilities, unix time, labels as one byte a row or None, (mirrored version, its
+    probabilities, evidence epoch) or None)."""
 
     __slots__ = ("bytes", "entries")
 
     def __init__(self) -> None:
-        self.entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self.entries: OrderedDict[str, tuple] = OrderedDict()
         self.bytes = 0
 
 
@@ -69,11 +79,56 @@ class PredictionIndex:
 
     def get(self, request_id: str, now: float) -> tuple[str, bytes] | None:
         """(version, probabilities as float64 bytes) of a prediction at most ``ttl`` seconds old, else None."""
+        found = self.find(request_id, now)
+        return None if found is None else (found[0], found[1][0])
+
+    def find(self, request_id: str, now: float) -> tuple[str, tuple] | None:
+        """(version, entry) of a prediction at most ``ttl`` seconds old, else None; the entry is ``(probabilities,
+        ts)`` or ``(probabilities, ts, labels, mirror)`` (see :func:`entry_labels`, :func:`entry_mirror`)."""
         for version, shelf in self._shelves.items():
             entry = shelf.entries.get(request_id)
             if entry is not None:
-                return (version, entry[0]) if now - entry[1] <= self.ttl else None
+                return (version, entry) if now - entry[1] <= self.ttl else None
         return None
+
+    def _extend(self, version: str, request_id: str, labels: bytes | None,
+                mirror: tuple[str, bytes, int] | None) -> tuple | None:
+        """Give an entry its labels or its mirrored probabilities (whichever it lacks; a second one is ignored),
+        counting the bytes it grows by."""
+        shelf = self._shelves.get(version)
+        entry = shelf.entries.get(request_id) if shelf is not None else None
+        if entry is None:
+            return None
+        old_labels, old_mirror, grown = entry_labels(entry), entry_mirror(entry), 0
+        if old_labels is None and labels is not None:
+            grown += LABELS_BYTES + len(labels)
+        else:
+            labels = old_labels
+        if old_mirror is None and mirror is not None:
+            grown += MIRROR_BYTES + len(mirror[1])
+        else:
+            mirror = old_mirror
+        if not grown:
+            return entry
+        entry = (entry[0], entry[1], labels, mirror)
+        shelf.entries[request_id] = entry  # an update keeps the entry's place (its age)
+        shelf.bytes += grown
+        self.bytes += grown
+        if self.bytes > self.max_bytes:
+            self._evict_bytes()
+        return entry
+
+    def mark_labelled(self, version: str, request_id: str, labels: bytes) -> tuple | None:
+        """Keep the first labels of ``version``'s prediction ``request_id`` (one byte a row), so that a later label
+        is known as a duplicate; -> the entry, or None if it is gone. The entry's bytes grow accordingly."""
+        return self._extend(version, request_id, labels, None)
+
+    def add_mirror(self, version: str, request_id: str, mirrored: str, probabilities: bytes,
+                   epoch: int = 0) -> tuple | None:
+        """Join the probabilities the mirrored version ``mirrored`` gave for ``version``'s prediction ``request_id``
+        to its entry (a label then judges both, in the evidence of ``epoch``: :attr:`PairedLive.epoch`); -> the
+        entry (with any labels that came first), or None if it is gone. The entry's bytes grow accordingly."""
+        return self._extend(version, request_id, None, (mirrored, probabilities, epoch))
 
     def _evict_bytes(self) -> None:
         shelves = self._shelves
@@ -92,8 +147,8 @@ class PredictionIndex:
             self._pop(shelf, "bytes")
 
     def _pop(self, shelf: _Shelf, reason: str) -> None:
-        _, (probabilities, _) = shelf.entries.popitem(last=False)
-        size = ENTRY_BYTES + len(probabilities)
+        _, entry = shelf.entries.popitem(last=False)
+        size = entry_bytes(entry)
         shelf.bytes -= size
         self.bytes -= size
         self.evicted[reason] += 1
@@ -108,7 +163,7 @@ class PredictionIndex:
                 gone += 1
         return gone
 
-    def drop(self, version: str) -> OrderedDict[str, tuple[bytes, float]] | None:
+    def drop(self, version: str) -> OrderedDict[str, tuple] | None:
         """Forget an unloaded version's entries; -> them (free them off the event loop: a large one takes a while)."""
         shelf = self._shelves.pop(version, None)
         if shelf is None:
@@ -116,6 +171,29 @@ class PredictionIndex:
         self.bytes -= shelf.bytes
         self.evicted["unload"] += len(shelf.entries)
         return shelf.entries
+
+
+def entry_labels(entry: tuple) -> bytes | None:
+    """The first labels an index entry received (one byte a row), or None."""
+    return entry[2] if len(entry) > 2 else None
+
+
+def entry_mirror(entry: tuple) -> tuple[str, bytes, int] | None:
+    """(mirrored version, its probabilities, the :attr:`PairedLive.epoch` of the evidence it counted in) of an
+    index entry, or None."""
+    return entry[3] if len(entry) > 2 else None
+
+
+def entry_bytes(entry: tuple) -> int:
+    """What an entry counts against the index's budget."""
+    size = ENTRY_BYTES + len(entry[0])
+    if len(entry) > 2:
+        labels, mirror = entry[2], entry[3]
+        if labels is not None:
+            size += LABELS_BYTES + len(labels)
+        if mirror is not None:
+            size += MIRROR_BYTES + len(mirror[1])
+    return size
 
 
 # ------------------------------------------------------------------------------------------------- live stats
@@ -252,6 +330,161 @@ def summarize(buckets: list[_Bucket], since: float) -> dict[str, Any]:
         "brier_var": float(sq.var(ddof=1)) if len(sq) > 1 else None,
         "first_ts": first_ts,
     }
+
+
+# ---------------------------------------------------------------------------------------- paired (shadow) evidence
+#: What :class:`PairedLive` keeps per bucket and :func:`sum_evidence` returns: the fields of
+#: ``lifecycle.serving.evidence.PairedEvidence`` besides ``champion`` and ``challenger``. "p": the positive-class
+#: probability a version gave a row; a positive difference ``d`` means the challenger did worse.
+EVIDENCE_FIELDS = (
+    "pairs",  # rows scored by both versions (both probabilities finite and in [0, 1])
+    "invalid",  # rows the challenger scored NaN, infinite or outside [0, 1] (left out of the pairs)
+    "sum_pc", "sum_px", "sum_pc2", "sum_px2", "sum_pcpx",  # over pairs: p_c, p_x, p_c^2, p_x^2, p_c * p_x
+    "pos_c", "pos_x",  # pairs with p >= 0.5, per version
+    "labels",  # labelled pairs (the first label of a request only)
+    "sum_dacc", "sum_dacc2",  # d = 1[champion correct] - 1[challenger correct]; correct: (p >= 0.5) == label
+    "sum_dbrier", "sum_dbrier2",  # d = (p_x - y)^2 - (p_c - y)^2
+    "requests",  # paired requests: both versions attempted (the answering one, and the mirrored one)
+    "sum_derr", "sum_derr2",  # per paired request: d = 1[challenger failed] - 1[champion failed]
+    "served_c", "served_x",  # requests answered (routed) to the champion / the challenger: user exposure
+    "slow_x",  # challenger-answered requests slower than the latency limit of the moment
+)
+#: Fields whose values are integers (counts, and sums of differences in {-1, 0, 1}).
+INTEGER_FIELDS = frozenset({"pairs", "invalid", "pos_c", "pos_x", "labels", "sum_dacc", "sum_dacc2", "requests",
+                            "sum_derr", "sum_derr2", "served_c", "served_x", "slow_x"})
+_F = {name: i for i, name in enumerate(EVIDENCE_FIELDS)}
+_PAIRS, _INVALID, _SUM_PC, _SUM_PX, _SUM_PC2, _SUM_PX2, _SUM_PCPX, _POS_C, _POS_X = (_F[n] for n in EVIDENCE_FIELDS[:9])
+_LABELS, _SUM_DACC, _SUM_DACC2, _SUM_DBRIER, _SUM_DBRIER2 = (_F[n] for n in EVIDENCE_FIELDS[9:14])
+_REQUESTS, _SUM_DERR, _SUM_DERR2, _SERVED_C, _SERVED_X, _SLOW_X = (_F[n] for n in EVIDENCE_FIELDS[14:])
+_ZEROS = array("d", [0.0] * len(EVIDENCE_FIELDS))
+
+
+class _PairBucket:
+    """The evidence sums of ``[start, end)``: one float per field of :data:`EVIDENCE_FIELDS` (no per-row data)."""
+
+    __slots__ = ("end", "start", "v")
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+        self.v = _ZEROS[:]
+
+
+_NEVER_PAIR = _PairBucket(-math.inf, -math.inf)
+_EPOCHS = itertools.count(1)
+
+
+def _valid(p: np.ndarray) -> np.ndarray:
+    return np.isfinite(p) & (p >= 0.0) & (p <= 1.0)
+
+
+class PairedLive:
+    """The paired evidence of one shadow pair (champion ``champion``, challenger ``challenger``), as running sums in
+    :data:`BUCKET_SECONDS` buckets: every update is O(1) per request (O(rows) in NumPy for its rows), a sum over
+    buckets O(buckets). At most ``retention`` seconds of buckets are kept (``retention / BUCKET_SECONDS + 1``
+    buckets of ~250 bytes). Used from the event loop only; summed anywhere on a :meth:`snapshot`."""
+
+    def __init__(self, champion: str, challenger: str, retention: float = 86_400.0,
+                 bucket_seconds: float = BUCKET_SECONDS) -> None:
+        self.champion, self.challenger = champion, challenger
+        #: Tells this evidence from an earlier one of the same pair (an index entry names the one it counted in, so
+        #: a label after the pair was set anew does not land in the new evidence without its pair).
+        self.epoch = next(_EPOCHS)
+        self.retention, self.width = retention, bucket_seconds
+        self.buckets: deque[_PairBucket] = deque()
+        self._open = _NEVER_PAIR
+
+    @property
+    def max_buckets(self) -> int:
+        return math.ceil(self.retention / self.width) + 1
+
+    def _at(self, ts: float) -> array:
+        bucket = self._open
+        if ts >= bucket.end:
+            start = math.floor(ts / self.width) * self.width
+            bucket = self._open = _PairBucket(start, start + self.width)
+            buckets = self.buckets
+            buckets.append(bucket)
+            oldest = start - self.retention
+            while len(buckets) > 1 and (buckets[0].end <= oldest or len(buckets) > self.max_buckets):
+                buckets.popleft()
+        return bucket.v
+
+    def served(self, ts: float, by_challenger: bool, slow: bool = False) -> None:
+        """A request answered (routed) to a version of the pair; ``slow``: a challenger's answer slower than the
+        latency limit of the moment."""
+        v = self._at(ts)
+        if by_challenger:
+            v[_SERVED_X] += 1
+            if slow:
+                v[_SLOW_X] += 1
+        else:
+            v[_SERVED_C] += 1
+
+    def mirrored(self, ts: float, champion_failed: bool, challenger_failed: bool,
+                 p_c: np.ndarray | None = None, p_x: np.ndarray | None = None) -> None:
+        """A paired request: both versions attempted it. When both scored, ``p_c`` and ``p_x`` are their
+        probabilities for the same rows."""
+        v = self._at(ts)
+        d = int(challenger_failed) - int(champion_failed)
+        v[_REQUESTS] += 1
+        v[_SUM_DERR] += d
+        v[_SUM_DERR2] += d * d
+        if champion_failed or challenger_failed or p_c is None or p_x is None:
+            return
+        ok_x = _valid(p_x)
+        ok = ok_x & _valid(p_c)
+        v[_INVALID] += len(p_x) - int(np.count_nonzero(ok_x))
+        if not ok.all():
+            p_c, p_x = p_c[ok], p_x[ok]
+        v[_PAIRS] += len(p_c)
+        v[_SUM_PC] += float(p_c.sum())
+        v[_SUM_PX] += float(p_x.sum())
+        v[_SUM_PC2] += float(np.dot(p_c, p_c))
+        v[_SUM_PX2] += float(np.dot(p_x, p_x))
+        v[_SUM_PCPX] += float(np.dot(p_c, p_x))
+        v[_POS_C] += int(np.count_nonzero(p_c >= 0.5))
+        v[_POS_X] += int(np.count_nonzero(p_x >= 0.5))
+
+    def labelled(self, ts: float, p_c: np.ndarray, p_x: np.ndarray, y: np.ndarray) -> None:
+        """The first labels ``y`` (0/1) of rows both versions scored (``p_c``, ``p_x``); invalid rows left out."""
+        ok = _valid(p_c) & _valid(p_x)
+        if not ok.all():
+            p_c, p_x, y = p_c[ok], p_x[ok], y[ok]
+        y = y.astype(np.float64)
+        dacc = ((p_c >= 0.5) == y).astype(np.float64) - ((p_x >= 0.5) == y)
+        dbrier = (p_x - y) ** 2 - (p_c - y) ** 2
+        v = self._at(ts)
+        v[_LABELS] += len(y)
+        v[_SUM_DACC] += float(dacc.sum())
+        v[_SUM_DACC2] += float(np.dot(dacc, dacc))
+        v[_SUM_DBRIER] += float(dbrier.sum())
+        v[_SUM_DBRIER2] += float(np.dot(dbrier, dbrier))
+
+    def snapshot(self, since: float) -> list[array]:
+        """The sums of the buckets that end after ``since`` (the bucket ``since`` falls in counts whole: evidence
+        has bucket resolution); call on the event loop (O(buckets), a copy of the open bucket only)."""
+        out = [b.v for b in self.buckets if b.end > since]
+        if out and out[-1] is self._open.v:
+            out[-1] = out[-1][:]
+        return out
+
+    def first_start(self, since: float) -> float | None:
+        """Start of the oldest bucket a :meth:`snapshot` of ``since`` covers (None: no evidence yet)."""
+        return next((b.start for b in self.buckets if b.end > since), None)
+
+    def summary(self, since: float) -> dict[str, Any]:
+        return sum_evidence(self.champion, self.challenger, self.snapshot(since))
+
+
+def sum_evidence(champion: str, challenger: str, sums: list[array]) -> dict[str, Any]:
+    """The ``PairedEvidence`` fields summed over bucket sums (a :meth:`PairedLive.snapshot`); O(buckets)."""
+    n = len(EVIDENCE_FIELDS)
+    total = np.frombuffer(b"".join(v.tobytes() for v in sums), dtype=np.float64).reshape(-1, n).sum(axis=0) \
+        if sums else np.zeros(n)
+    out: dict[str, Any] = {"champion": champion, "challenger": challenger}
+    for name, value in zip(EVIDENCE_FIELDS, total.tolist(), strict=True):
+        out[name] = round(value) if name in INTEGER_FIELDS else value
+    return out
 
 
 # ------------------------------------------------------------------------------------------- feedback rate limit

@@ -7,10 +7,16 @@ Each model's traffic state has a **revision**: an integer that every weight chan
 changes the state raises by one, in the same transaction. A writer that read the state at revision ``r`` passes
 ``expected_revision=r``; if anyone changed the state since, nothing is written and
 :class:`TrafficConflictError` (HTTP 409) carries the current revision and weights: concurrent operators (a deploy,
-a manual rollback, a retire's drain) never silently undo each other."""
+a manual rollback, a retire's drain) never silently undo each other.
+
+A model may also have a **shadow pair** (table ``shadow``): a champion and a challenger, both loaded, between which
+the gateway mirrors requests (a request answered by one is scored by the other too, off the response path) with
+probability ``sample``. Setting or clearing it raises the revision too; a version in the pair cannot be unloaded
+(:class:`ShadowHeldError`, 409), as one with weight cannot."""
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from typing import NamedTuple
 
@@ -40,6 +46,13 @@ CREATE TABLE IF NOT EXISTS traffic_revision (
     model    TEXT PRIMARY KEY,
     revision INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS shadow (
+    model      TEXT PRIMARY KEY,
+    champion   TEXT NOT NULL,
+    challenger TEXT NOT NULL,
+    sample     DOUBLE PRECISION NOT NULL CHECK (sample > 0 AND sample <= 1),
+    updated_at TEXT NOT NULL
+);
 """
 # A DB created before revisions has traffic_history without its column: PostgreSQL adds it here; SQLite, which has
 # no ADD COLUMN IF NOT EXISTS, in TrafficStore._upgrade_sqlite.
@@ -55,6 +68,10 @@ class WeightHeldError(ConflictError, TrafficError):
     """Unloading a version that still has weight: move its traffic first (HTTP 409; still a ``TrafficError``)."""
 
 
+class ShadowHeldError(ConflictError, TrafficError):
+    """Unloading a version that is in the model's shadow pair: clear the shadow first (HTTP 409)."""
+
+
 class TrafficConflictError(ConflictError, TrafficError):
     """A compare-and-set lost: the traffic changed since the writer read it (its ``expected_revision`` is not the
     current one); nothing was changed (HTTP 409; still a ``TrafficError``). ``revision`` and ``weights`` are the
@@ -63,6 +80,20 @@ class TrafficConflictError(ConflictError, TrafficError):
     def __init__(self, message: str, revision: int, weights: dict[str, int], expected: int | None = None) -> None:
         super().__init__(message)
         self.revision, self.weights, self.expected = revision, weights, expected
+
+
+class ShadowPair(NamedTuple):
+    """A model's shadow pair as stored: requests answered by either version are mirrored to the other with
+    probability ``sample``; ``updated_at``: when it was set (ISO, UTC)."""
+
+    champion: str
+    challenger: str
+    sample: float
+    updated_at: str = ""
+
+    def to_dict(self) -> dict:
+        return {"champion": self.champion, "challenger": self.challenger, "sample": self.sample,
+                "updated_at": self.updated_at}
 
 
 class Applied(NamedTuple):
@@ -95,6 +126,25 @@ def check_weights(weights: dict[str, int]) -> dict[str, int]:
         if not 0 <= weight <= 100:
             raise TrafficError(f"weight of version {version} must be between 0 and 100, got {weight}")
     return weights
+
+
+def check_shadow(champion: object, challenger: object, sample: object) -> tuple[str, str, float]:
+    """The checks of a shadow pair that need no state: two distinct version ids (strings of plain ASCII digits) and
+    a sample rate in (0, 1]; messages echo at most ``ECHO_CHARS`` of a bad value."""
+    for field, version in (("champion", champion), ("challenger", challenger)):
+        if not isinstance(version, str) or not VERSION_ID.fullmatch(version):
+            raise TrafficError(f"{field} must be a version id: a string holding a positive integer in plain ASCII "
+                               f"digits (no sign, leading zero or decimal point), got {show(version)}")
+    if champion == challenger:
+        raise TrafficError(f"champion and challenger must be two different versions, got {champion} twice")
+    value = math.nan
+    if isinstance(sample, float):
+        value = sample
+    elif isinstance(sample, int) and not isinstance(sample, bool):
+        value = float(sample) if abs(sample) <= 1 else math.inf  # no float() of a 400-digit integer
+    if not 0 < value <= 1:  # NaN fails too
+        raise TrafficError(f"sample must be a number in (0, 1] (the share of requests mirrored), got {show(sample)}")
+    return champion, challenger, value  # type: ignore[return-value]
 
 
 def validate_weights(weights: dict[str, int], loaded: set[str]) -> dict[str, int]:
@@ -193,6 +243,11 @@ class TrafficStore:
                                (model, version)).fetchone()
             if not loaded and row and row[0] > 0:
                 raise WeightHeldError(f"version {version} still has weight {row[0]}; move its traffic first")
+            if not loaded and row and bool(row[1]):
+                pair = _shadow(conn, model)
+                if pair is not None and version in (pair.champion, pair.challenger):
+                    raise ShadowHeldError(f"version {version} is in the shadow pair (champion {pair.champion}, "
+                                          f"challenger {pair.challenger}); clear the shadow first")
             if row is None:
                 conn.execute("INSERT INTO traffic (model, version, weight, loaded, updated_at) VALUES (?, ?, 0, ?, ?)",
                              (model, version, int(loaded), utcnow_iso()))
@@ -201,6 +256,61 @@ class TrafficStore:
             else:
                 conn.execute("UPDATE traffic SET loaded = ?, updated_at = ? WHERE model = ? AND version = ?",
                              (int(loaded), utcnow_iso(), model, version))
+            return _bump(conn, model, current)
+
+    def shadow(self, model: str) -> ShadowPair | None:
+        """The model's shadow pair, or None."""
+        with db.connect(self.path) as conn:
+            return _shadow(conn, model)
+
+    def shadow_state(self, model: str) -> tuple[ShadowPair | None, int]:
+        """The shadow pair and the revision it belongs to, read in one transaction."""
+        with db.transaction(self.path) as conn:
+            if conn.postgres:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return _shadow(conn, model), _revision(conn, model)
+
+    def set_shadow(self, model: str, champion: str, challenger: str, sample: float = 1.0,
+                   expected_revision: int | None = None) -> tuple[ShadowPair, int]:
+        """Set (or replace) the model's shadow pair: both versions loaded, distinct; -> (the pair, the new
+        revision). Setting what is already set changes nothing (same revision). ``expected_revision``: a
+        compare-and-set, as for :meth:`set_weights`."""
+        champion, challenger, sample = check_shadow(champion, challenger, sample)
+        if expected_revision is not None:
+            check_revision(expected_revision)
+        with db.transaction(self.path, lock="traffic") as conn:
+            current = _revision(conn, model)
+            if expected_revision is not None and expected_revision != current:
+                raise conflict(model, expected_revision, current, _loaded_weights(conn, model))
+            loaded = {v for v, in conn.execute("SELECT version FROM traffic WHERE model = ? AND loaded = 1",
+                                               (model,)).fetchall()}
+            missing = [v for v in (champion, challenger) if v not in loaded]
+            if missing:
+                raise TrafficError(f"version(s) {missing} not loaded in the gateway (loaded: "
+                                   f"{sorted(loaded, key=int) or 'none'}); load them first")
+            before = _shadow(conn, model)
+            if before is not None and before[:3] == (champion, challenger, sample):
+                return before, current
+            now = utcnow_iso()
+            if before is None:
+                conn.execute("INSERT INTO shadow (model, champion, challenger, sample, updated_at) "
+                             "VALUES (?, ?, ?, ?, ?)", (model, champion, challenger, sample, now))
+            else:
+                conn.execute("UPDATE shadow SET champion = ?, challenger = ?, sample = ?, updated_at = ? "
+                             "WHERE model = ?", (champion, challenger, sample, now, model))
+            return ShadowPair(champion, challenger, sample, now), _bump(conn, model, current)
+
+    def clear_shadow(self, model: str, expected_revision: int | None = None) -> int:
+        """Stop mirroring for the model; -> the revision (raised only if there was a pair)."""
+        if expected_revision is not None:
+            check_revision(expected_revision)
+        with db.transaction(self.path, lock="traffic") as conn:
+            current = _revision(conn, model)
+            if expected_revision is not None and expected_revision != current:
+                raise conflict(model, expected_revision, current, _loaded_weights(conn, model))
+            if _shadow(conn, model) is None:
+                return current
+            conn.execute("DELETE FROM shadow WHERE model = ?", (model,))
             return _bump(conn, model, current)
 
     def history(self, model: str) -> list[dict]:
@@ -221,6 +331,12 @@ def conflict(model: str, expected: int, revision: int, weights: dict[str, int]) 
 def _revision(conn: db.Conn, model: str) -> int:
     row = conn.execute("SELECT revision FROM traffic_revision WHERE model = ?", (model,)).fetchone()
     return int(row[0]) if row else 0
+
+
+def _shadow(conn: db.Conn, model: str) -> ShadowPair | None:
+    row = conn.execute("SELECT champion, challenger, sample, updated_at FROM shadow WHERE model = ?",
+                       (model,)).fetchone()
+    return None if row is None else ShadowPair(str(row[0]), str(row[1]), float(row[2]), str(row[3]))
 
 
 def _loaded_weights(conn: db.Conn, model: str) -> dict[str, int]:

@@ -1,4 +1,17 @@
-"""The canary judge: a pure function from live per-version statistics and the spec's SLOs to a decision.
+"""Today's per-step canary judge, kept verbatim as the baseline of ``bench/decisions.py``.
+
+Copied unchanged (below this docstring) from ``include/lifecycle/serving/canary.py`` at commit 0a5399a, which the
+deploy DAG still imports until it is rewired to :mod:`lifecycle.serving.evidence`; the copy lets the benchmark
+compare against the old policy after that module is deleted. Not used by the product.
+
+How the old deploy DAG used it (HEAD's ``dags/deploy.py``, ``plugins/lifecycle_airflow/triggers.py``
+``CanaryStepTrigger``, ``operators.py`` ``CanaryWatchOperator``, ``serving/deploy.py`` ``judge_step``): per step,
+the trigger polls the gateway's live stats since the step started every ``poll_seconds`` until
+:func:`enough_evidence` holds for the challenger (or ``max_seconds`` passes: ``timed_out``); then :func:`judge`
+runs ONCE on the stats since the step started, and the step passes or rolls back.
+
+--- original module docstring ---
+The canary judge: a pure function from live per-version statistics and the spec's SLOs to a decision.
 
 Accuracy on labelled feedback is compared with a one-sided two-proportion z-test, not a raw difference: with
 30 labels a 5-point gap is noise; with 3,000 it is not.
