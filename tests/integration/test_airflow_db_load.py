@@ -74,3 +74,15 @@ def test_the_server_runs_unprivileged_and_no_password_is_on_a_command_line(stack
                  "airflow_passwords.json", "fernet_key"):
         assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o600, name
     assert not list(pg.cluster_dir().glob("*.pw")), "initdb's password file is deleted once it is read"
+
+
+def test_connection_passwords_are_stored_encrypted(stack):
+    """The generated Fernet key encrypts the gateway connection's password (its admin token) in the metadata DB."""
+    import psycopg2
+
+    url = stack["env"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT is_encrypted, password FROM connection WHERE conn_id = 'lifecycle_gateway'")
+        encrypted, stored = cur.fetchone()
+    token = stack["paths"].gateway_token()
+    assert encrypted and stored and token not in stored

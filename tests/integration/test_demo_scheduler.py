@@ -58,10 +58,14 @@ def test_summary_meets_the_interface(demo):
     for e in summary["events"]:
         by_event.setdefault(e["event"], []).append(e)
     assert [e["version"] for e in by_event["promoted"]] == ["1", "4", "5"]
+    # Week 2's candidate (broken labels) stopped in shadow by the live outcomes; weeks 3 and 4 passed shadow
     [rolled] = by_event["rolled_back"]
-    assert rolled["version"] == "3" and ("breached accuracy" in rolled["reason"] or "breached brier" in rolled["reason"])
+    assert rolled["version"] == "3" and "shadow" in rolled["reason"]
+    assert "Brier score" in rolled["reason"] or "accuracy" in rolled["reason"]
+    assert [(e["version"], "passed shadow" in e["reason"]) for e in by_event["shadow_verdict"]] == [
+        ("3", False), ("4", True), ("5", True)]
     assert [e["version"] for e in by_event["gate_rejected"]] == ["2"]
-    assert {e["version"] for e in by_event["canary_step"]} == {"3", "4", "5"}
+    assert {e["version"] for e in by_event["canary_step"]} == {"4", "5"}  # v3 never got a traffic step
     # Week 4: covariate drift detected in its first drifted interval (none before), retrain triggered, v5 trained
     [drift] = by_event["drift_detected"]
     [retrain] = by_event["retrain_triggered"]
@@ -85,7 +89,7 @@ def test_alerts_reached_the_receiver(demo):
     quarantined = [a for a in alerts if a["event"] == "batch_quarantined"]
     assert len(quarantined) == 2 and all(a["links"]["report"].endswith("report.html") for a in quarantined)
     [rollback] = [a for a in alerts if a["event"] == "rolled_back"]
-    assert rollback["version"] == "3" and "breached" in rollback["reason"]
+    assert rollback["version"] == "3" and "rolled back" in rollback["reason"] and "e-value" in rollback["reason"]
     [drift] = [a for a in alerts if a["event"] == "drift_detected"]
     assert drift["links"]["report"].endswith("drift_report.html") and Path(drift["links"]["report"]).exists()
     assert [a["event"] for a in alerts].count("retrain_triggered") == 1
@@ -115,6 +119,12 @@ def test_the_monitor_stayed_quiet_on_stable_days(demo):
     lines = [ln for ln in done.stdout.splitlines() if "  monitor 2026-01-" in ln]
     assert len(lines) == 3, lines
     assert all("no retrain" in ln for ln in lines[:2]) and "RETRAIN triggered" in lines[2], lines
+
+
+def test_no_user_request_was_answered_by_the_candidate_stopped_in_shadow(demo):
+    _state, done = demo
+    line = next(ln for ln in done.stdout.splitlines() if "canary:" in ln and "rolled back in shadow" in ln)
+    assert "user requests answered by v3: 0 " in line, line
 
 
 def test_clients_were_served_through_every_weight_change(demo):
