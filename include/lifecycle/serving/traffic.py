@@ -217,11 +217,8 @@ class TrafficStore:
         if expected_revision is not None:
             check_revision(expected_revision)
         with db.transaction(self.path, lock="traffic") as conn:
-            current = _revision(conn, model)
-            if expected_revision is not None and expected_revision != current:
-                raise conflict(model, expected_revision, current, _loaded_weights(conn, model))
-            loaded = {v for v, in conn.execute("SELECT version FROM traffic WHERE model = ? AND loaded = 1",
-                                               (model,)).fetchall()}
+            current = _compare(conn, model, expected_revision)
+            loaded = set(_loaded_weights(conn, model))
             clean = validate_weights(weights, loaded)
             now = utcnow_iso()
             conn.execute("UPDATE traffic SET weight = 0, updated_at = ? WHERE model = ?", (now, model))
@@ -279,11 +276,8 @@ class TrafficStore:
         if expected_revision is not None:
             check_revision(expected_revision)
         with db.transaction(self.path, lock="traffic") as conn:
-            current = _revision(conn, model)
-            if expected_revision is not None and expected_revision != current:
-                raise conflict(model, expected_revision, current, _loaded_weights(conn, model))
-            loaded = {v for v, in conn.execute("SELECT version FROM traffic WHERE model = ? AND loaded = 1",
-                                               (model,)).fetchall()}
+            current = _compare(conn, model, expected_revision)
+            loaded = set(_loaded_weights(conn, model))
             missing = [v for v in (champion, challenger) if v not in loaded]
             if missing:
                 raise TrafficError(f"version(s) {missing} not loaded in the gateway (loaded: "
@@ -305,9 +299,7 @@ class TrafficStore:
         if expected_revision is not None:
             check_revision(expected_revision)
         with db.transaction(self.path, lock="traffic") as conn:
-            current = _revision(conn, model)
-            if expected_revision is not None and expected_revision != current:
-                raise conflict(model, expected_revision, current, _loaded_weights(conn, model))
+            current = _compare(conn, model, expected_revision)
             if _shadow(conn, model) is None:
                 return current
             conn.execute("DELETE FROM shadow WHERE model = ?", (model,))
@@ -331,6 +323,15 @@ def conflict(model: str, expected: int, revision: int, weights: dict[str, int]) 
 def _revision(conn: db.Conn, model: str) -> int:
     row = conn.execute("SELECT revision FROM traffic_revision WHERE model = ?", (model,)).fetchone()
     return int(row[0]) if row else 0
+
+
+def _compare(conn: db.Conn, model: str, expected_revision: int | None) -> int:
+    """The model's revision, read under the traffic lock; :class:`TrafficConflictError` when ``expected_revision``
+    is given and differs (the compare of every compare-and-set)."""
+    current = _revision(conn, model)
+    if expected_revision is not None and expected_revision != current:
+        raise conflict(model, expected_revision, current, _loaded_weights(conn, model))
+    return current
 
 
 def _shadow(conn: db.Conn, model: str) -> ShadowPair | None:
