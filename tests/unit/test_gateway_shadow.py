@@ -631,3 +631,33 @@ def test_the_estimates_of_labels_and_mirrored_probabilities_cover_their_measured
         measured, estimate = after - before, index.bytes - base
         assert estimate == 20_000 * (MIRROR_BYTES + LABELS_BYTES + 9 * rows)
         assert 0.6 * estimate <= measured <= estimate, (rows, measured / 20_000, estimate / 20_000)
+
+
+def test_one_row_updates_give_the_sums_of_the_array_path():
+    """Requests of one row (the plain-float fast path) and the same rows in one batch (the NumPy path) give the
+    same evidence: counts exactly, sums to rounding; invalid probabilities (NaN, infinite, outside [0, 1]) are
+    counted and left out either way."""
+    from lifecycle.serving.live import EVIDENCE_FIELDS, INTEGER_FIELDS, PairedLive
+
+    rng = np.random.default_rng(3)
+    p_c, p_x = rng.random(400), rng.random(400)
+    p_x[:12] = [np.nan, np.inf, -np.inf, -0.1, 1.5, np.nan, 0.0, 1.0, 0.5, 2.0, -3.0, np.nan]
+    p_c[20:26] = [np.nan, 1.2, -0.5, 0.0, 1.0, 0.5]
+    y = rng.integers(0, 2, 400).astype(np.int8)
+    rows, batch = PairedLive("1", "2"), PairedLive("1", "2")
+    for i in range(400):
+        rows.mirrored(100.0, False, False, p_c[i:i + 1], p_x[i:i + 1])
+        rows.labelled(100.0, p_c[i:i + 1], p_x[i:i + 1], y[i:i + 1])
+    batch.mirrored(100.0, False, False, p_c, p_x)
+    batch.labelled(100.0, p_c, p_x, y)
+    one, whole = rows.summary(0.0), batch.summary(0.0)
+    # 9 of the challenger's and 3 of the champion's probabilities are invalid (0.0, 1.0 and 0.5 are valid)
+    assert one["pairs"] == whole["pairs"] == 400 - 9 - 3 and one["invalid"] == whole["invalid"] == 9
+    assert (one["requests"], whole["requests"]) == (400, 1)  # paired requests: 400 of one row, 1 of 400
+    for name in EVIDENCE_FIELDS:
+        if name == "requests":
+            continue
+        if name in INTEGER_FIELDS:
+            assert one[name] == whole[name], name
+        else:
+            assert one[name] == pytest.approx(whole[name], rel=1e-12, abs=1e-12), name

@@ -431,6 +431,20 @@ class PairedLive:
         v[_SUM_DERR2] += d * d
         if champion_failed or challenger_failed or p_c is None or p_x is None:
             return
+        if len(p_x) == 1 == len(p_c):  # a one-row request, the usual kind: the same sums in plain floats
+            c, x = float(p_c[0]), float(p_x[0])
+            if not 0.0 <= x <= 1.0:  # False for NaN and infinities too
+                v[_INVALID] += 1
+            elif 0.0 <= c <= 1.0:
+                v[_PAIRS] += 1
+                v[_SUM_PC] += c
+                v[_SUM_PX] += x
+                v[_SUM_PC2] += c * c
+                v[_SUM_PX2] += x * x
+                v[_SUM_PCPX] += c * x
+                v[_POS_C] += c >= 0.5
+                v[_POS_X] += x >= 0.5
+            return
         ok_x = _valid(p_x)
         ok = ok_x & _valid(p_c)
         v[_INVALID] += len(p_x) - int(np.count_nonzero(ok_x))
@@ -447,6 +461,18 @@ class PairedLive:
 
     def labelled(self, ts: float, p_c: np.ndarray, p_x: np.ndarray, y: np.ndarray) -> None:
         """The first labels ``y`` (0/1) of rows both versions scored (``p_c``, ``p_x``); invalid rows left out."""
+        if len(y) == 1 == len(p_c) == len(p_x):  # one row: the same sums in plain floats
+            c, x, label = float(p_c[0]), float(p_x[0]), float(y[0])
+            if 0.0 <= c <= 1.0 and 0.0 <= x <= 1.0:
+                dacc = float((c >= 0.5) == label) - float((x >= 0.5) == label)
+                dbrier = (x - label) * (x - label) - (c - label) * (c - label)
+                v = self._at(ts)
+                v[_LABELS] += 1
+                v[_SUM_DACC] += dacc
+                v[_SUM_DACC2] += dacc * dacc
+                v[_SUM_DBRIER] += dbrier
+                v[_SUM_DBRIER2] += dbrier * dbrier
+            return
         ok = _valid(p_c) & _valid(p_x)
         if not ok.all():
             p_c, p_x, y = p_c[ok], p_x[ok], y[ok]

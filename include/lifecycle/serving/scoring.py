@@ -205,8 +205,15 @@ class FastScorer:
         h = self.features(rows).astype(np.float64)
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
-            h = h @ w + b
+            h = h @ w
+            h += b
             if i < last:
                 np.maximum(h, 0, out=h)
-        # exp(700) is finite: a hugely negative logit gives ~0, as torch's sigmoid does, with no overflow warning.
-        return 1.0 / (1.0 + np.exp(-np.maximum(h[:, 0], -700.0)))
+        # 1 / (1 + exp(-z)) in place. exp(700) is finite: a hugely negative logit gives ~0, as torch's sigmoid
+        # does, with no overflow warning.
+        z = h[:, 0]
+        np.maximum(z, -700.0, out=z)
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        z += 1.0
+        return np.divide(1.0, z, out=z)

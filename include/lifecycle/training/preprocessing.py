@@ -48,7 +48,7 @@ class Preprocessor:
     def input_columns(self) -> list[str]:
         return [c.name for c in self.numeric] + [c.name for c in self.categorical]
 
-    @property
+    @cached_property
     def width(self) -> int:
         return (sum(1 + c.indicator for c in self.numeric)
                 + sum(len(c.categories) + 1 for c in self.categorical))
@@ -87,32 +87,98 @@ class Preprocessor:
                                          log, f.max_missing > 0))
         return cls(numeric, categorical)
 
+    @cached_property
+    def _plan(self) -> _NumericPlan:
+        """The numeric columns' statistics as arrays and their slots in the output (computed once per model)."""
+        slots, indicator_slots, j = [], [], 0
+        for c in self.numeric:
+            slots.append(j)
+            j += 1
+            if c.indicator:
+                indicator_slots.append(j)
+                j += 1
+        return _NumericPlan(
+            names=[c.name for c in self.numeric],
+            median=np.array([c.median for c in self.numeric], dtype=np.float64),
+            mean=np.array([c.mean for c in self.numeric], dtype=np.float64),
+            std=np.array([c.std for c in self.numeric], dtype=np.float64),
+            log=np.array([i for i, c in enumerate(self.numeric) if c.log], dtype=np.intp),
+            slots=np.array(slots, dtype=np.intp),
+            indicator=np.array([i for i, c in enumerate(self.numeric) if c.indicator], dtype=np.intp),
+            indicator_slots=np.array(indicator_slots, dtype=np.intp), end=j)
+
     def transform(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """Columns -> float32 matrix (rows x width). Works on a DataFrame or a dict of lists.
 
-        Every value is computed in float64 and rounded once to float32 as it is stored. Few array operations per
-        call: the serving gateway runs this for every request (through :meth:`transform_rows`).
+        Every value is computed in float64 and rounded once to float32 as it is stored. A fixed handful of array
+        operations per call, whatever the number of columns: the serving gateway runs this for every request
+        (through :meth:`transform_rows`).
         """
         names = self.input_columns
         n = len(columns[names[0]]) if names else 0
-        width = self.width
-        out = np.zeros((n, width), dtype=np.float32)
-        j = 0
+        raw = np.empty((n, len(self.numeric)), dtype=np.float64)
+        for i, c in enumerate(self.numeric):
+            raw[:, i] = _as_float(columns[c.name])
+        return self._assemble(raw, [columns[c.name] for c in self.categorical])
+
+    def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """JSON rows (dicts of feature values, ``None`` for a missing one) -> the float32 matrix :meth:`transform`
+        gives for the same values as columns, by the same arithmetic: the serving gateway's path (no pandas).
+
+        Extra keys are ignored; a missing key is a ``KeyError`` (the gateway validates rows first).
+        """
+        if len(rows) == 1:
+            return self._one_row(rows[0])
+        names = self._plan.names
+        raw = np.array([[row[name] for name in names] for row in rows], dtype=np.float64)  # None -> NaN
+        return self._assemble(raw.reshape(len(rows), len(names)),
+                              [[row[c.name] for row in rows] for c in self.categorical])
+
+    def _one_row(self, row: Mapping[str, Any]) -> np.ndarray:
+        """One JSON row (the gateway's usual request): the arithmetic of :meth:`_assemble` on Python floats (IEEE
+        doubles, as NumPy's float64), one array at the end; log1p stays NumPy's (one call for every log column),
+        so the result is the batch path's bit for bit (``tests/unit/test_preprocessing_and_eval.py``)."""
+        out = [0.0] * self.width
+        logged = self._plan.log.size
+        values = []
+        missing = []
         for c in self.numeric:
-            raw = _as_float(columns[c.name])
-            missing = np.isnan(raw)
-            filled = raw.copy()  # raw may be the caller's own array
-            filled[missing] = c.median
-            if c.log:
-                filled = np.log1p(np.maximum(filled, 0))
-            out[:, j] = (filled - c.mean) / c.std
+            value = row[c.name]
+            gone = value is None or value != value  # None, or a NaN (JSON has none; a caller's float may)
+            missing.append(gone)
+            values.append(c.median if gone else float(value))
+        if logged:
+            logs = np.log1p(np.maximum(np.array([values[i] for i in self._plan.log], dtype=np.float64), 0))
+            for i, x in zip(self._plan.log.tolist(), logs.tolist(), strict=True):
+                values[i] = x
+        j = 0
+        for c, x, gone in zip(self.numeric, values, missing, strict=True):
+            out[j] = (x - c.mean) / c.std
             j += 1
             if c.indicator:
-                out[:, j] = missing
+                out[j] = 1.0 if gone else 0.0
                 j += 1
-        ones: list[int] = []  # the flat positions in ``out`` of every one-hot 1
         for c in self.categorical:
-            column = columns[c.name]
+            slot = c.index.get(row[c.name])
+            out[j + (len(c.categories) if slot is None else slot)] = 1.0
+            j += len(c.categories) + 1
+        return np.array([out], dtype=np.float32)
+
+    def _assemble(self, raw: np.ndarray, categorical: list[Sequence[Any]]) -> np.ndarray:
+        """The numeric block (``raw``: rows x numeric columns, float64, NaN for missing) and the categorical
+        columns' values -> the float32 matrix."""
+        plan, width = self._plan, self.width
+        out = np.zeros((raw.shape[0], width), dtype=np.float32)
+        missing = np.isnan(raw)
+        filled = np.where(missing, plan.median, raw)
+        if plan.log.size:
+            filled[:, plan.log] = np.log1p(np.maximum(filled[:, plan.log], 0))
+        out[:, plan.slots] = (filled - plan.mean) / plan.std
+        if plan.indicator.size:
+            out[:, plan.indicator_slots] = missing[:, plan.indicator]
+        ones: list[int] = []  # the flat positions in ``out`` of every one-hot 1
+        j = plan.end
+        for c, column in zip(self.categorical, categorical, strict=True):
             values = column if isinstance(column, list) else np.asarray(column, dtype=object)
             index, unknown = c.index, j + len(c.categories)  # the last slot: unknown (or missing) category
             ones += [i * width + (j + index[v] if v in index else unknown) for i, v in enumerate(values)]
@@ -120,14 +186,6 @@ class Preprocessor:
         if ones:
             np.put(out, ones, 1.0)
         return out
-
-    def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """JSON rows (dicts of feature values, ``None`` for a missing one) -> the float32 matrix :meth:`transform`
-        gives for the same values as columns, by that same code: the serving gateway's path (no pandas).
-
-        Extra keys are ignored; a missing key is a ``KeyError`` (the gateway validates rows first).
-        """
-        return self.transform({name: [row[name] for row in rows] for name in self.input_columns})
 
     def to_dict(self) -> dict[str, Any]:
         return {"numeric": [asdict(c) for c in self.numeric],
@@ -137,6 +195,19 @@ class Preprocessor:
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessor:
         return cls([NumericColumn(**c) for c in data["numeric"]],
                    [CategoricalColumn(**c) for c in data["categorical"]])
+
+
+@dataclass(frozen=True)
+class _NumericPlan:
+    names: list[str]
+    median: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    log: np.ndarray  # indices (among the numeric columns) of the log-transformed ones
+    slots: np.ndarray  # each numeric column's slot in the output
+    indicator: np.ndarray  # indices of the columns with a missing-value indicator ...
+    indicator_slots: np.ndarray  # ... and the indicators' slots
+    end: int  # the first categorical slot
 
 
 def _as_float(values: Sequence[Any]) -> np.ndarray:
