@@ -8,4 +8,12 @@ tests; errors are typed too (:mod:`lifecycle.errors`: each kind carries its HTTP
 """
 from __future__ import annotations
 
+import os
+
 __version__ = "0.1.0"
+
+# MLflow 3's usage telemetry is off in every process of the platform (set before mlflow is imported; an explicit
+# setting wins): it would send usage records off the machine, and its client thread sets and unsets an
+# environment variable while other threads iterate os.environ ("KeyError: '_MLFLOW_TELEMETRY_SESSION_ID'" from
+# inside an MLflow REST call failed a monitor task in the distributed topology).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -7,45 +7,19 @@ scenario differ from ``tests/integration/test_demo_scheduler.py``; the DAGs and 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from lifecycle.ops.services import free_port
-from lifecycle.ops.topology import remove_cluster
-from lifecycle.paths import PROJECT_ROOT, StatePaths
+from lifecycle.paths import StatePaths
 from tests.conftest import check_summary
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The demo with KEEP=1, so the backends can be inspected; everything is stopped afterwards."""
-    from lifecycle.ops import services
-
-    state = tmp_path_factory.mktemp("dist-demo") / "state"
-    env = {**os.environ, "LIFECYCLE_HOME": str(state), "LIFECYCLE_TOPOLOGY": "distributed", "KEEP": "1", "LIFECYCLE_DEMO_SCENARIO": "short",
-           "LIFECYCLE_PRELOAD": "default",
-           "AIRFLOW_PORT": str(free_port()), "LIFECYCLE_ALERTS_PORT": str(free_port()),
-           "LIFECYCLE_GATEWAY_PORT": str(free_port()), "LIFECYCLE_PG_PORT": str(free_port()),
-           "LIFECYCLE_REDIS_PORT": str(free_port()), "LIFECYCLE_S3_PORT": str(free_port()),
-           "LIFECYCLE_MLFLOW_PORT": str(free_port())}
-    for key in ("LIFECYCLE_DB_URL", "LIFECYCLE_TRACKING_URI"):
-        env.pop(key, None)
-    try:
-        done = subprocess.run([sys.executable, "-m", "lifecycle.ops.demo"], env=env, capture_output=True, text=True,
-                              timeout=1800, cwd=PROJECT_ROOT)
-        print(done.stdout[-3000:])
-        topo = json.loads((state / "topology.json").read_text())
-        assert "password" not in topo, "topology.json is readable by others: no password in it"
-        topo["password"] = (state / "secrets" / "postgres_password").read_text().strip()
-        yield state, done, topo
-    finally:
-        services.stop_all(StatePaths(state))
-        remove_cluster(StatePaths(state))
+def demo(dist_demo):
+    """(state, the finished demo process, topology with its password): tests/distributed/conftest.py runs it."""
+    return dist_demo.state, dist_demo.done, dist_demo.topo
 
 
 def test_demo_completes_on_celery_postgres_and_the_mlflow_server(demo):

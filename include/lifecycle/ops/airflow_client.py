@@ -83,6 +83,9 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self._req("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self._req("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
     def trigger(self, dag_id: str, *, run_id: str, interval: tuple[dt.datetime, dt.datetime] | None = None,
                 conf: dict[str, Any] | None = None, note: str | None = None) -> str:
         body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}

@@ -7,9 +7,10 @@
    simulated client population (sticky customer ids, true outcomes reported back with a delay);
 4. a deliberately under-trained candidate: the offline gate rejects it;
 5. week 2: the upstream label join breaks (a concept-drift knob): the batches pass the data gate, the candidate
-   trained on them beats the champion on its own held-out rows and passes the offline gate, but the canary
-   sees live outcomes: the Brier or accuracy check fails (at the 5% or 25% step) and the gateway rolls back;
-6. week 3: clean data again; the retrained candidate is canaried 5% -> 25% -> 50% -> 100% and promoted;
+   trained on them beats the champion on its own held-out rows and passes the offline gate, but in shadow (it
+   scores every request, no user sees its answers) the live outcomes judge it worse and it is rolled back before
+   any user request is routed to it;
+6. week 3: clean data again; the retrained candidate is canaried 5% -> 25% -> 100% and promoted;
 7. week 4: the monitor DAG watches each simulated day of live traffic against the champion's reference with
    Evidently; two stable days pass; then the applicant population shifts (covariate drift): the monitor
    detects it in the first drifted interval, triggers the train DAG, and the retrained version is canaried
@@ -56,7 +57,7 @@ WEEKS = {
 
 CLIENT_RATE = 200.0  # requests per second from the simulated client population
 
-MONITOR_SECONDS = 25.0  # wall-clock length of one simulated day of live traffic in week 4
+MONITOR_SECONDS = 15.0  # wall-clock length of one simulated day of live traffic in week 4 (~3,000 requests)
 
 
 def say(msg: str) -> None:
