@@ -4,7 +4,14 @@
     lifecycle airflow ARGS...                 Airflow's CLI on the running stack's metadata DB, e.g.
                                               `lifecycle airflow backfill create --dag-id D --from-date ...`
     lifecycle specs                           validate every model spec
-    lifecycle land MODEL DAY [--scenario S]   generate a day's batch into the landing zone
+    lifecycle check PATH                      validate one spec file: exit 0 and a summary, else exit 1 and
+                                              one `PATH: field: problem` line per problem
+    lifecycle init MODEL --from FILE --target COL [--id COL] [--task binary|multiclass|regression]
+                   [--out PATH] [--force]     draft a spec from a sample batch (Parquet or CSV), by default
+                                              to include/models/MODEL.yaml (never over a file without --force)
+    lifecycle land MODEL DAY FILE             copy a Parquet or CSV file into the landing zone as DAY's batch
+    lifecycle land-synthetic MODEL DAY [--scenario S]
+                                              generate a day's synthetic batch into the landing zone
     lifecycle validate MODEL DAY              run the data gate on a landed batch
     lifecycle train MODEL END_DAY [--epochs N] [--run-id ID]
                                               train, evaluate, gate and register in-process
@@ -65,7 +72,26 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("airflow", help="run Airflow's CLI against this state folder's Airflow (its DB and settings)")
     p.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("specs", help="validate every spec in include/models")
-    p = sub.add_parser("land", help="generate a day's batch into the landing zone")
+    p = sub.add_parser("check", help="validate one spec file (exit 1 and PATH: field: problem when invalid)")
+    p.add_argument("path")
+    p = sub.add_parser("init", help="draft a spec from a sample batch (Parquet or CSV)",
+                       description="Draft a spec from a sample batch; the rules it follows are written at the top "
+                                   "of the draft (and in lifecycle.data.draft).")
+    p.add_argument("model")
+    p.add_argument("--from", dest="source", required=True, metavar="FILE", help="a sample batch: .parquet or .csv")
+    p.add_argument("--target", required=True, metavar="COL", help="the label column")
+    p.add_argument("--id", dest="id_column", metavar="COL",
+                   help="the row id column (default: the one column of text unique per row)")
+    p.add_argument("--task", choices=["binary", "multiclass", "regression"], help="default: guessed from the target")
+    p.add_argument("--out", metavar="PATH", help="where to write it (default: the specs folder's MODEL.yaml)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p = sub.add_parser("land", help="copy a Parquet or CSV file into the landing zone as a day's batch",
+                       description="Copy a Parquet or CSV file into the landing zone as the model's batch for DAY "
+                                   "(atomically, as Parquet). The synthetic generator is `land-synthetic`.")
+    p.add_argument("model")
+    p.add_argument("day", type=_date)
+    p.add_argument("file")
+    p = sub.add_parser("land-synthetic", help="generate a day's synthetic batch into the landing zone")
     p.add_argument("model")
     p.add_argument("day", type=_date)
     p.add_argument("--scenario", default="stable")
@@ -149,7 +175,44 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "specs":
             for spec in load_specs():
                 print(f"ok: {spec.name} ({len(spec.data.features)} features, gate {dict(spec.gate.thresholds)})")
+        elif args.cmd == "check":
+            from lifecycle.spec import load_spec
+
+            try:
+                spec = load_spec(args.path)
+            except SpecError as err:
+                print(err)  # one "PATH: field: problem" line per problem
+                return 1
+            kinds = [f.kind for f in spec.data.features]
+            print(f"OK: {args.path}: {spec.name}, task {spec.task}, target {spec.data.target}, id "
+                  f"{spec.data.id_column}, {len(kinds)} features ("
+                  + ", ".join(f"{kinds.count(k)} {k}" for k in ("numeric", "integer", "categorical") if k in kinds)
+                  + f"), {len(spec.slices)} slices, gate {dict(spec.gate.thresholds)}")
+        elif args.cmd == "init":
+            from pathlib import Path
+
+            from lifecycle.data.draft import draft_spec, read_table, write_draft
+            from lifecycle.paths import specs_dir
+
+            out = Path(args.out) if args.out else specs_dir() / f"{args.model}.yaml"
+            draft = draft_spec(args.model, read_table(args.source), args.target, id_column=args.id_column,
+                               task=args.task, source=args.source)
+            written = write_draft(draft, out, force=args.force)
+            kinds = [c.feature["kind"] for c in draft.features if c.feature]
+            print(f"drafted {written}: {len(kinds)} features ("
+                  + ", ".join(f"{kinds.count(k)} {k}" for k in ("numeric", "integer", "categorical") if k in kinds)
+                  + f"), task {draft.task} ({draft.task_note}), id column {draft.id_column} ({draft.id_note})")
+            for col in draft.left_out:
+                print(f"  left out {col.column}: {col.note}")
+            for warning in draft.warnings:
+                print(f"  warning: {warning}")
+            print(f"next: review it, then `lifecycle check {written}` and `lifecycle land {draft.model} YYYY-MM-DD "
+                  "FILE`")
         elif args.cmd == "land":
+            from lifecycle.data.draft import land_file
+
+            print(f"landed {args.file} as {land_file(get_spec(args.model), args.day, args.file, paths)}")
+        elif args.cmd == "land-synthetic":
             from lifecycle.data.synthetic import Scenario, land_batch
 
             print(land_batch(get_spec(args.model), args.day, Scenario.parse(args.scenario), paths))
@@ -237,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RestoreRefusedError, ForeignArchiveError) as err:
         print(f"refused: {err}", file=sys.stderr)
         return 4
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lifecycle.paths import specs_dir
 
@@ -32,29 +40,44 @@ class _Strict(BaseModel):
 
 
 class Feature(_Strict):
-    """One input column and what a valid value looks like."""
+    """One input column and what a valid value looks like.
+
+    The checks between fields are field validators, so an error is reported at the field itself
+    (``data.features.3.max``, ``data.features.7.categories``), not at the feature as a whole.
+    """
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     kind: Literal["numeric", "integer", "categorical"]
     description: str = ""
     min: float | None = None
     max: float | None = None
-    categories: list[str] | None = None
+    #: Required (non-empty) for a categorical feature, refused for the others (validated even when absent).
+    categories: Annotated[list[str] | None, Field(validate_default=True)] = None
     #: Largest share of missing values a valid batch may have in this column (0 = never missing).
     max_missing: Annotated[float, Field(ge=0, le=1)] = 0.0
 
-    @model_validator(mode="after")
-    def _check_kind(self) -> Feature:
-        if self.kind == "categorical":
-            if not self.categories:
-                raise ValueError(f"categorical feature {self.name!r} needs a non-empty 'categories' list")
-            if self.min is not None or self.max is not None:
-                raise ValueError(f"categorical feature {self.name!r} cannot have 'min'/'max'")
-        elif self.categories is not None:
-            raise ValueError(f"{self.kind} feature {self.name!r} cannot have 'categories'")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"feature {self.name!r}: min {self.min} > max {self.max}")
-        return self
+    @field_validator("min", "max")
+    @classmethod
+    def _check_range(cls, value: float | None, info: ValidationInfo) -> float | None:
+        name = info.data.get("name", "?")
+        if value is None:
+            return value
+        if info.data.get("kind") == "categorical":
+            raise ValueError(f"categorical feature {name!r} cannot have 'min'/'max'")
+        low = info.data.get("min")
+        if info.field_name == "max" and low is not None and low > value:
+            raise ValueError(f"feature {name!r}: min {low} > max {value}")
+        return value
+
+    @field_validator("categories")
+    @classmethod
+    def _check_categories(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        name, kind = info.data.get("name", "?"), info.data.get("kind")
+        if kind == "categorical" and not value:
+            raise ValueError(f"categorical feature {name!r} needs a non-empty 'categories' list")
+        if kind is not None and kind != "categorical" and value is not None:
+            raise ValueError(f"{kind} feature {name!r} cannot have 'categories'")
+        return value
 
 
 class GeneratorConfig(_Strict):
@@ -66,21 +89,25 @@ class GeneratorConfig(_Strict):
 
 
 class DataSpec(_Strict):
+    #: Row id: training splits train / validation / held-out rows by a hash of it, the data gate requires it on
+    #: every row. Required: a batch without a row id cannot be used.
     id_column: str
     target: str
     features: Annotated[list[Feature], Field(min_length=1)]
+    #: The synthetic demo generator; absent for a model fed real batches (``lifecycle land MODEL DAY FILE``).
     generator: GeneratorConfig | None = None
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> DataSpec:
-        names = [f.name for f in self.features]
+    @field_validator("features")
+    @classmethod
+    def _unique_names(cls, features: list[Feature], info: ValidationInfo) -> list[Feature]:
+        names = [f.name for f in features]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate feature names: {dupes}")
-        for col in (self.id_column, self.target):
-            if col in names:
+        for col in (info.data.get("id_column"), info.data.get("target")):
+            if col is not None and col in names:
                 raise ValueError(f"{col!r} is the id or target column and cannot also be a feature")
-        return self
+        return features
 
     @property
     def feature_names(self) -> list[str]:
@@ -456,12 +483,20 @@ class AlertConfig(_Strict):
     email_to: list[str] = Field(default_factory=list)
 
 
+#: What the target is. See :attr:`ModelSpec.task`.
+Task = Literal["binary", "multiclass", "regression"]
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str
     owner: str = "ml-platform"
     #: Registered model name in MLflow; defaults to ``name``.
     registered_model: str | None = None
+    #: What the target is: ``binary`` (two classes, the default), ``multiclass`` or ``regression``. Recorded
+    #: (``lifecycle init`` guesses it from the data) but used by nothing else yet: training, the promotion gate's
+    #: metrics, serving and monitoring treat every model as a binary classifier of a 0/1 target.
+    task: Task = "binary"
     data: DataSpec
     expectations: list[Expectation] = Field(default_factory=list)
     training: TrainingConfig = TrainingConfig()
@@ -475,21 +510,31 @@ class ModelSpec(_Strict):
     alerts: AlertConfig = AlertConfig()
     tags: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _slices_name_columns(self) -> ModelSpec:
-        names = set(self.data.feature_names)
-        for s in self.slices:
+    @field_validator("slices")
+    @classmethod
+    def _slices_name_columns(cls, slices: list[Slice], info: ValidationInfo) -> list[Slice]:
+        data: DataSpec | None = info.data.get("data")
+        if data is None:  # reported at data already
+            return slices
+        names = set(data.feature_names)
+        for s in slices:
             if s.column not in names:
                 raise ValueError(f"slice {s.name!r} uses column {s.column!r}, which is not a feature")
-            kind = self.data.feature(s.column).kind
+            kind = data.feature(s.column).kind
             if kind == "categorical" and s.bins is not None:
                 raise ValueError(f"slice {s.name!r}: categorical column {s.column!r} takes no bins")
             if kind != "categorical" and s.bins is None:
                 raise ValueError(f"slice {s.name!r}: numeric column {s.column!r} needs bins")
-        unknown = sorted(set(self.monitoring.feature_thresholds) - names)
-        if unknown:
-            raise ValueError(f"monitoring.feature_thresholds names unknown features: {unknown}")
-        return self
+        return slices
+
+    @field_validator("monitoring")
+    @classmethod
+    def _thresholds_name_features(cls, monitoring: MonitoringPolicy, info: ValidationInfo) -> MonitoringPolicy:
+        data: DataSpec | None = info.data.get("data")
+        unknown = sorted(set(monitoring.feature_thresholds) - set(data.feature_names if data else ()))
+        if data is not None and unknown:
+            raise ValueError(f"feature_thresholds names unknown features: {unknown}")
+        return monitoring
 
     @property
     def model_name(self) -> str:
