@@ -64,3 +64,36 @@ def test_every_failed_check_is_kept_for_the_record():
     decision = decide(ev(auc=0.6, ece=0.2), None, POLICY)
     assert [c.name for c in decision.checks if not c.passed] == ["threshold.roc_auc", "threshold.calibration_error"]
     assert "(+1 more failed checks)" in decision.reason
+
+
+def test_undefined_overall_metric_fails_its_threshold_naming_the_reason():
+    why = "one class (all negative) in the 40 rows of the evaluation"
+    candidate = Evaluation({"roc_auc": None, "log_loss": 0.3, "calibration_error": 0.02, "rows": 40.0,
+                            "undefined": {"roc_auc": why}})
+    decision = decide(candidate, None, POLICY)
+    assert not decision.passed
+    assert decision.reason == f"gate: rejected candidate: roc_auc undefined ({why}): threshold >= 0.7 not met"
+    regression = decide(candidate, ev(), POLICY)
+    assert "regression.roc_auc" in [c.name for c in regression.checks if not c.passed]
+
+
+def test_undefined_slice_metric_on_a_large_slice_is_not_judged_and_said_so():
+    why = "one class (all negative) in the 400 rows of slice region=west"
+    slices = {"region=west": {"roc_auc": None, "rows": 400.0, "undefined": {"roc_auc": why}},
+              "region=tiny": {"roc_auc": None, "rows": 3.0, "undefined": {"roc_auc": "one class"}}}
+    decision = decide(ev(slices=slices), None, POLICY)
+    assert decision.passed
+    check = next(c for c in decision.checks if c.name == "slice.region=west.roc_auc")
+    assert check.passed and not check.judged
+    assert check.detail == f"slice region=west: roc_auc not judged: {why} (400 rows)"
+    assert not any("tiny" in c.name for c in decision.checks)  # below min_slice_rows: skipped as ever
+    assert f"1 not judged: slice region=west: roc_auc not judged: {why}" in decision.reason
+    assert decision.to_dict()["checks"][-1]["judged"] is False
+
+
+def test_undefined_champion_metric_leaves_the_regression_check_not_judged():
+    champion = Evaluation({"roc_auc": 0.8, "log_loss": None, "rows": 2000.0, "undefined": {"log_loss": "why"}})
+    decision = decide(ev(), champion, POLICY, version=3)
+    check = next(c for c in decision.checks if c.name == "regression.log_loss")
+    assert decision.passed and check.passed and not check.judged and "(why)" in check.detail
+    assert "roc_auc 0.8000 vs champion 0.8000" in decision.reason

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from lifecycle.spec import Slice
-from lifecycle.training.evaluation import best_threshold, binary_metrics, calibration_error, evaluate
+from lifecycle.training.evaluation import (
+    Evaluation,
+    best_threshold,
+    binary_metrics,
+    calibration_error,
+    evaluate,
+    format_metric,
+)
 from lifecycle.training.preprocessing import Preprocessor
 
 
@@ -120,7 +129,31 @@ def test_metrics_and_slices(spec):
     assert ev.overall["roc_auc"] == pytest.approx(0.75)
     assert ev.slices["region=a"]["roc_auc"] == 1.0 and ev.slices["region=b"]["roc_auc"] == 0.0
     assert set(ev.slices) == {"region=a", "region=b", "age=[18,40)", "age=[40,100)"}
-    assert np.isnan(binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]))["roc_auc"])
+    one_class = binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]), where="slice region=west")
+    assert one_class["roc_auc"] is None
+    assert one_class["undefined"] == {"roc_auc": "one class (all positive) in the 2 rows of slice region=west"}
+
+
+def test_undefined_metrics_are_none_with_a_reason_and_old_nan_records_still_load():
+    df = pd.DataFrame({"region": ["a", "b", "b"], "default": [1, 0, 1]})
+    ev = evaluate(df, "default", np.array([0.0, 1.0, 1.0]), [Slice(name="region", column="region")])
+    assert ev.slices["region=a"]["roc_auc"] is None and ev.slices["region=a"]["precision"] is None
+    assert ev.reason("roc_auc", "region=a") == "one class (all positive) in the 1 row of slice region=a"
+    assert "no row predicted positive" in ev.reason("precision", "region=a")
+    assert "undefined" not in ev.overall and ev.overall["roc_auc"] == 0.25
+    text = json.dumps(ev.to_dict(), allow_nan=False)
+    assert Evaluation.from_dict(json.loads(text)) == ev
+    assert "slice.region_a.roc_auc" not in ev.flat() and ev.flat()["slice.region_b.accuracy"] == 0.5
+    # an evaluation stored before the reasons existed (NaN, as MLflow's log_dict wrote it)
+    old = Evaluation.from_dict(json.loads('{"overall": {"roc_auc": NaN, "rows": 1.0}, '
+                                          '"slices": {"region=a": {"roc_auc": NaN, "rows": 1.0}}}'))
+    assert old.overall["roc_auc"] is None and "stored as nan" in old.reason("roc_auc")
+    json.dumps(old.to_dict(), allow_nan=False)
+    assert format_metric(old.overall, "roc_auc") == "n/a" and format_metric(ev.overall, "rows", 0) == "3"
+    with pytest.raises(ValueError, match="probabilities are NaN"):
+        evaluate(df, "default", np.array([0.1, np.nan, 0.5]), [])
+    with pytest.raises(ValueError, match="labels must be 0 or 1"):
+        evaluate(df.assign(default=[1.0, np.nan, 0.0]), "default", np.array([0.1, 0.2, 0.5]), [])
 
 
 def test_best_threshold_maximises_f1():

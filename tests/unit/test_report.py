@@ -107,6 +107,9 @@ def test_auc_plot_only_when_a_version_has_auc_and_marks_champion() -> None:
     no_auc = [VersionInfo("1", "READY", [], {"log_loss": 0.3}, {}),
               VersionInfo("2", "READY", [], {"roc_auc": float("nan")}, {})]
     assert 'id="auc-plot"' not in render_report(MODEL, [], no_auc)
+    # an undefined metric (None, as evaluations record it) is "n/a" in the versions table, and no bar
+    undefined = render_report(MODEL, [], [VersionInfo("1", "READY", [], {"roc_auc": None, "log_loss": 0.3}, {})])
+    assert 'id="auc-plot"' not in undefined and '<td class="num">n/a</td><td class="num">0.3000</td>' in undefined
 
 
 def test_drift_plot_from_any_event_with_drift_share_and_promotion_lines() -> None:

@@ -75,6 +75,12 @@ def _expect_success(client, result, paths: StatePaths) -> None:
     for task in failed:
         log = client.task_log(result.dag_id, result.run_id, task)
         say(f"task {task} failed; last lines of its log:\n" + "\n".join(log.splitlines()[-30:]))
+        # A task can fail outside its own process (a resumed deferral, a heartbeat timeout): the scheduler says why.
+        scheduler = paths.run_dir / "airflow-scheduler.log"
+        if scheduler.exists():
+            lines = [ln for ln in scheduler.read_text(errors="replace").splitlines()
+                     if result.run_id in ln and task in ln]
+            say(f"the scheduler's last lines on {task}:\n" + "\n".join(ln[:600] for ln in lines[-12:]))
     raise SystemExit(f"demo: {result.dag_id} run {result.run_id} ended {result.state} (failed: {failed}); "
                      f"service logs in {paths.run_dir}")
 

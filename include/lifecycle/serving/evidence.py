@@ -70,6 +70,9 @@ TESTS = ("accuracy", "brier", "error_rate", "latency")
 #: Largest e-value reported (JSON has no infinity); the test compares logarithms, so the cap changes nothing.
 E_CAP = 1e300
 _LOG_E_CAP = math.log(E_CAP)
+#: Sums and counts beyond this size (never real: no deploy gathers 1e300 observations) are clamped to it before
+#: the e-values' arithmetic, so that no input can overflow it into infinity or NaN.
+_HUGE = 1e300
 
 Action = Literal["rollback", "pass", "wait"]
 
@@ -157,16 +160,24 @@ def psi_e(lam: float) -> float:
     return -math.log1p(-lam) - lam
 
 
+def _clamp(x: float) -> float:
+    return min(max(x, -_HUGE), _HUGE)
+
+
 def scaled_sums(n: int, sum_d: float, sum_d2: float, margin: float) -> tuple[float, float]:
-    """S = sum xi and V = sum xi^2 for xi = (d - m) / (1 + m), from n, sum d and sum d^2 (V clipped at 0)."""
+    """S = sum xi and V = sum xi^2 for xi = (d - m) / (1 + m), from n, sum d and sum d^2 (V clipped at 0; both
+    clamped to +-1e300, which only absurd inputs reach, so that ``lambda * S - psi_E(lambda) * V`` is finite)."""
     c = 1.0 + margin
+    n, sum_d, sum_d2 = _clamp(n), _clamp(sum_d), _clamp(sum_d2)
     s = (sum_d - n * margin) / c
     v = (sum_d2 - 2.0 * margin * sum_d + n * margin * margin) / (c * c)
-    return s, max(v, 0.0)
+    return _clamp(s), _clamp(max(v, 0.0))
 
 
 def _log_mean_exp(xs: list[float]) -> float:
     top = max(xs)
+    if math.isinf(top):  # every term -inf, or one +inf: the log of the mean is that
+        return top
     return top + math.log(sum(math.exp(x - top) for x in xs) / len(xs))
 
 
@@ -183,6 +194,7 @@ def binary_log_e(n: int, k: int, null: float, lambdas: tuple[float, ...] = LATEN
     """log of the e-process of H0: P(d = 1) <= null for 0/1 (or [0, 1]) observations, k ones in n."""
     if n <= 0:
         return 0.0
+    n, k = _clamp(n), _clamp(k)
     return _log_mean_exp([lam * k - n * math.log1p(null * math.expm1(lam)) for lam in lambdas])
 
 
@@ -258,9 +270,14 @@ def _moments(ev: PairedEvidence) -> dict[str, Any]:
     vc, vx = max(ev.sum_pc2 / n - mc * mc, 0.0), max(ev.sum_px2 / n - mx * mx, 0.0)
     cov = ev.sum_pcpx / n - mc * mx
     corr = max(-1.0, min(1.0, cov / math.sqrt(vc * vx))) if vc > 1e-12 and vx > 1e-12 else None
-    return {"pairs": n, "invalid": ev.invalid, "mean_c": mc, "mean_x": mx, "std_c": math.sqrt(vc),
-            "std_x": math.sqrt(vx), "correlation": corr, "positive_rate_c": ev.pos_c / n,
-            "positive_rate_x": ev.pos_x / n}
+    out = {"pairs": n, "invalid": ev.invalid, "mean_c": mc, "mean_x": mx, "std_c": math.sqrt(vc),
+           "std_x": math.sqrt(vx), "correlation": corr, "positive_rate_c": ev.pos_c / n,
+           "positive_rate_x": ev.pos_x / n}
+    if corr is None:
+        constant = " and ".join(who for who, var in (("the champion's", vc), ("the challenger's", vx))
+                                if var <= 1e-12)
+        out["correlation_note"] = f"undefined: {constant} scores are constant"
+    return out
 
 
 def screen(ev: PairedEvidence, shadow: ShadowPlan) -> Screen:
@@ -297,8 +314,6 @@ def screen(ev: PairedEvidence, shadow: ShadowPlan) -> Screen:
     if corr is not None and corr < shadow.inverted_correlation:
         return Screen(True, False, f"challenger scores are inverted: correlation with the champion's {corr:+.3f} "
                                    f"< {shadow.inverted_correlation:+.2f} over {n} pairs", figures)
-    if corr is None:
-        figures["correlation_note"] = "undefined: the champion's scores are constant"
     d_pos = figures["positive_rate_x"] - figures["positive_rate_c"]
     d_mean = figures["mean_x"] - figures["mean_c"]
     shape = (f"positive rate {figures['positive_rate_x']:.1%} vs {figures['positive_rate_c']:.1%}, mean score "
@@ -357,7 +372,15 @@ def decide(ev: PairedEvidence, plan: CanaryPlan, *, stage: str, stage_elapsed: f
     ``pairs >= min_pairs``, labels >= ``min_labels`` (``min_labels_when_moved`` if held) and ``min_seconds``;
     a step: ``min_requests`` answered by the challenger in the step and ``min_seconds``) -> pass; timed out ->
     rollback (breached evidence); otherwise wait (the reason says what is missing).
+
+    The verdict is plain JSON for any evidence (:meth:`Verdict.to_dict`): figures undefined on it (no
+    observation yet, constant scores) are None with a note. A ValueError when a number of ``ev`` or
+    ``stage_elapsed`` is NaN or infinite (:meth:`PairedEvidence.from_dict` never builds such evidence).
     """
+    bad = [f.name for f in fields(ev)[2:] if not _finite(getattr(ev, f.name))]
+    bad += [] if _finite(stage_elapsed) else ["stage_elapsed"]
+    if bad:
+        raise ValueError(f"decide: NaN, infinite or not a number: {', '.join(bad)}")
     slo = plan.slo
     shadow = stage == "shadow"
     c, x = ev.champion, ev.challenger
@@ -421,6 +444,13 @@ def decide(ev: PairedEvidence, plan: CanaryPlan, *, stage: str, stage_elapsed: f
         return verdict("rollback", f"v{x} breached evidence: after {stage_elapsed:.0f}s still missing "
                                    f"{', '.join(missing)}; {summary}", "evidence")
     return verdict("wait", f"waiting for {', '.join(missing)}; {summary}")
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(x)
+    except TypeError:
+        return False
 
 
 def _estimate(t: TestResult) -> str:

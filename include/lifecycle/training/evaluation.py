@@ -1,6 +1,24 @@
-"""Offline evaluation: metrics on held-out rows, overall and per slice named in the spec."""
+"""Offline evaluation: metrics on held-out rows, overall and per slice named in the spec.
+
+Undefined metrics. Real held-out rows have tiny slices, single-class slices and constant scores: ROC AUC needs
+both classes, recall a positive label, precision a positive prediction, F1 either, every other metric one row. A
+metric that is undefined on its rows is ``None`` (JSON null), never NaN or infinity (Airflow refuses NaN in XCom),
+and its reason sits next to the metrics under the reserved key ``"undefined"`` (:data:`UNDEFINED`)::
+
+    {"roc_auc": None, "accuracy": 1.0, ..., "rows": 1.0,
+     "undefined": {"roc_auc": "one class (all negative) in the 1 row of slice region=west"}}
+
+The key is present only when some metric is undefined, so every metrics mapping (one per :func:`binary_metrics`
+call: ``Evaluation.overall`` and each of ``Evaluation.slices``) serialises with ``json.dumps(...,
+allow_nan=False)`` and every ``None`` in it has a reason. :func:`metric_value`, :func:`undefined_reason` and
+:func:`defined_metrics` read such a mapping; :class:`Evaluation` reads back evaluations stored before the
+reasons existed (NaN floats) as ``None`` with a reason saying so. The promotion gate
+(:mod:`lifecycle.training.promotion`) reports these reasons in its checks.
+"""
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +29,31 @@ if TYPE_CHECKING:
 
     from lifecycle.spec import Slice
 
+#: The reserved key of a metrics mapping holding ``{metric: reason}`` for its undefined (``None``) metrics.
+UNDEFINED = "undefined"
+#: The metrics :func:`binary_metrics` computes, in the order it reports them.
+METRIC_NAMES = ("roc_auc", "f1", "precision", "recall", "accuracy", "log_loss", "calibration_error", "rows",
+                "positive_rate")
+#: Clip of the probabilities for log loss (a probability of exactly 0 or 1 would give an infinite loss).
+EPSILON = 1e-7
+_LEGACY = ("stored as {value}, not a finite number (an evaluation written before undefined metrics carried a "
+           "reason)")
 
-def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error: |mean prediction - observed rate| per equal-width bin, weighted by size."""
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float | None:
+    """Expected calibration error: |mean prediction - observed rate| per equal-width bin, weighted by size.
+
+    ``y`` holds 0/1 labels and ``p`` probabilities in [0, 1] (as :func:`binary_metrics` checks); None when there
+    are no rows (the error of an empty set is undefined).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if len(y) == 0:
+        return None
     edges = np.linspace(0, 1, bins + 1)
     idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
     err = 0.0
@@ -24,25 +64,142 @@ def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     return float(err)
 
 
-def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """ROC AUC, F1, precision, recall, accuracy, log loss and calibration error. AUC is NaN for one class."""
-    from sklearn.metrics import f1_score, log_loss, precision_score, recall_score, roc_auc_score
+def _labels(y: Any, where: str) -> np.ndarray:
+    """``y`` as an int array of 0/1; a ValueError naming ``where`` for a missing or non-binary label."""
+    raw = np.asarray(y)
+    try:
+        values = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: labels must be 0 or 1, got values such as "
+                         f"{sorted({str(v) for v in raw.ravel()})[:5]}") from None
+    bad = ~np.isin(values, (0.0, 1.0))
+    if bad.any():
+        raise ValueError(f"{where}: labels must be 0 or 1: {int(bad.sum())} of {len(values)} are not "
+                         f"(e.g. {float(values[bad][0])!r}; a missing label is not)")
+    return values.astype(np.int64)
 
-    y = np.asarray(y).astype(int)
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    pred = (p >= threshold).astype(int)
-    both = len(np.unique(y)) == 2
-    return {
-        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
-        "f1": float(f1_score(y, pred, zero_division=0)),
-        "precision": float(precision_score(y, pred, zero_division=0)),
-        "recall": float(recall_score(y, pred, zero_division=0)),
-        "accuracy": float((pred == y).mean()),
-        "log_loss": float(log_loss(y, p, labels=[0, 1])),
-        "calibration_error": calibration_error(y, p),
-        "rows": float(len(y)),
-        "positive_rate": float(y.mean()) if len(y) else float("nan"),
-    }
+
+def _probabilities(p: Any, n: int, where: str) -> np.ndarray:
+    """``p`` as float64 in [0, 1] with ``n`` values; a ValueError naming ``where`` otherwise."""
+    try:
+        values = np.asarray(p, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: probabilities must be numbers") from None
+    if len(values) != n:
+        raise ValueError(f"{where}: {len(values)} probabilities for {_rows(n)}")
+    bad = ~(np.isfinite(values) & (values >= 0.0) & (values <= 1.0))
+    if bad.any():
+        raise ValueError(f"{where}: {int(bad.sum())} of {len(values)} probabilities are NaN, infinite or outside "
+                         f"[0, 1] (e.g. {float(values[bad][0])!r})")
+    return values
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, *,
+                   where: str = "the evaluation") -> dict[str, Any]:
+    """ROC AUC, F1, precision, recall, accuracy, log loss, calibration error, rows and positive rate.
+
+    Every value is a finite float or ``None`` when undefined on these rows, with its reason under
+    :data:`UNDEFINED` (see the module docstring): ROC AUC needs both classes, recall a positive label, precision
+    a positive prediction (``p >= threshold``), F1 one of the two; every metric but ``rows`` needs a row.
+    ``where`` names the rows in the reasons (``"slice region=west"``). ``y`` must hold 0/1 labels and ``p``
+    probabilities in [0, 1], as many as labels: anything else (a missing label, a NaN score) is a ValueError.
+    Probabilities of exactly 0 or 1 are fine: log loss clips them to [1e-7, 1 - 1e-7] (:data:`EPSILON`); the
+    other metrics take them as they are.
+    """
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    y = _labels(y, where)
+    n = len(y)
+    p = _probabilities(p, n, where)
+    out: dict[str, Any] = dict.fromkeys(METRIC_NAMES)
+    out["rows"] = float(n)
+    if n == 0:
+        return out | {UNDEFINED: {m: f"no rows in {where}" for m in METRIC_NAMES if m != "rows"}}
+    undefined: dict[str, str] = {}
+    positives = int(y.sum())
+    pred = (p >= threshold).astype(np.int64)
+    tp = int((pred & y).sum())
+    fp, fn = int(pred.sum()) - tp, positives - tp
+    if 0 < positives < n:
+        out["roc_auc"] = float(roc_auc_score(y, p))
+    else:
+        undefined["roc_auc"] = (f"one class (all {'positive' if positives else 'negative'}) in the {_rows(n)} "
+                                f"of {where}")
+    if positives:
+        out["recall"] = tp / positives
+    else:
+        undefined["recall"] = f"no positive label in the {_rows(n)} of {where}"
+    if tp + fp:
+        out["precision"] = tp / (tp + fp)
+    else:
+        undefined["precision"] = f"no row predicted positive (p >= {threshold:g}) in the {_rows(n)} of {where}"
+    if 2 * tp + fp + fn:
+        out["f1"] = 2 * tp / (2 * tp + fp + fn)
+    else:
+        undefined["f1"] = f"no positive label and no positive prediction in the {_rows(n)} of {where}"
+    out["accuracy"] = float((pred == y).mean())
+    out["log_loss"] = float(log_loss(y, np.clip(p, EPSILON, 1 - EPSILON), labels=[0, 1]))
+    out["calibration_error"] = calibration_error(y, p)
+    out["positive_rate"] = positives / n
+    for metric, value in out.items():
+        if value is not None:
+            out[metric] = float(value)
+    return out | ({UNDEFINED: undefined} if undefined else {})
+
+
+def metric_value(metrics: Mapping[str, Any], metric: str) -> float | None:
+    """The metric as a finite float, or None when it is undefined, missing, NaN or infinite (older records)."""
+    value = metrics.get(metric)
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def undefined_reason(metrics: Mapping[str, Any], metric: str) -> str | None:
+    """Why ``metric`` has no value in ``metrics`` (None when it has one): the recorded reason, else what is
+    wrong with the stored value."""
+    if metric_value(metrics, metric) is not None:
+        return None
+    reasons = metrics.get(UNDEFINED)
+    if isinstance(reasons, Mapping) and reasons.get(metric):
+        return str(reasons[metric])
+    if metric not in metrics:
+        return f"{metric} is not in the evaluation"
+    value = metrics[metric]
+    return "undefined (no reason recorded)" if value is None else _LEGACY.format(value=repr(value))
+
+
+def defined_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics that have a value (finite floats), without the reasons of the undefined ones."""
+    out = {}
+    for k in metrics:
+        if k != UNDEFINED and (value := metric_value(metrics, k)) is not None:
+            out[k] = value
+    return out
+
+
+def format_metric(metrics: Mapping[str, Any], metric: str, digits: int = 4, *, reason: bool = False) -> str:
+    """``"0.8123"``, or ``"n/a"`` when the metric is undefined (``"n/a (REASON)"`` with ``reason=True``): for logs,
+    tags and tables."""
+    value = metric_value(metrics, metric)
+    if value is not None:
+        return f"{value:.{digits}f}"
+    return f"n/a ({undefined_reason(metrics, metric)})" if reason else "n/a"
+
+
+def _clean(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored metrics mapping in the current form: NaN, infinite and non-numeric values become None, each with
+    its recorded reason or one saying what was stored."""
+    out: dict[str, Any] = {}
+    undefined: dict[str, str] = {}
+    for k in metrics:
+        if k == UNDEFINED:
+            continue
+        out[k] = metric_value(metrics, k)
+        if out[k] is None:
+            undefined[k] = undefined_reason(metrics, k) or "undefined (no reason recorded)"
+    return out | ({UNDEFINED: undefined} if undefined else {})
 
 
 def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
@@ -74,30 +231,49 @@ def slice_masks(frame: pd.DataFrame, slices: list[Slice]) -> dict[str, np.ndarra
 
 @dataclass
 class Evaluation:
-    overall: dict[str, float]
-    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Metrics of one model on held-out rows: ``overall`` and one mapping per slice with rows, each as
+    :func:`binary_metrics` returns it (undefined metrics are None with their reasons under :data:`UNDEFINED`)."""
+
+    overall: dict[str, Any]
+    slices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"overall": self.overall, "slices": self.slices}
+        """Plain JSON (``json.dumps(..., allow_nan=False)`` holds): NaN or infinite values set by hand come out as
+        None with a reason, like :meth:`from_dict` reads them."""
+        return {"overall": _clean(self.overall), "slices": {k: _clean(v) for k, v in self.slices.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
-        return cls(dict(data["overall"]), {k: dict(v) for k, v in data.get("slices", {}).items()})
+    def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
+        """Read :meth:`to_dict`'s form, or one stored before undefined metrics carried reasons (NaN floats,
+        which become None with a reason saying so)."""
+        return cls(_clean(data["overall"]), {k: _clean(v) for k, v in (data.get("slices") or {}).items()})
+
+    def reason(self, metric: str, slice_name: str | None = None) -> str | None:
+        """Why ``metric`` is undefined overall (or in ``slice_name``); None when it has a value."""
+        return undefined_reason(self.overall if slice_name is None else self.slices[slice_name], metric)
 
     def flat(self, prefix: str = "") -> dict[str, float]:
-        """MLflow-friendly metric names: ``test_roc_auc``, ``test_slice.region_south.roc_auc``."""
-        out = {f"{prefix}{k}": v for k, v in self.overall.items()}
+        """MLflow-friendly metric names: ``test_roc_auc``, ``test_slice.region_south.roc_auc``; defined metrics
+        only (MLflow takes numbers; the reasons of the others are in :meth:`to_dict`)."""
+        out = {f"{prefix}{k}": v for k, v in defined_metrics(self.overall).items()}
         for name, m in self.slices.items():
             key = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
-            out.update({f"{prefix}slice.{key}.{k}": v for k, v in m.items()})
+            out.update({f"{prefix}slice.{key}.{k}": v for k, v in defined_metrics(m).items()})
         return out
 
 
 def evaluate(frame: pd.DataFrame, target: str, proba: np.ndarray, slices: list[Slice],
              threshold: float = 0.5) -> Evaluation:
-    y = frame[target].to_numpy().astype(int)
-    ev = Evaluation(binary_metrics(y, proba, threshold))
+    """Metrics of ``proba`` (one probability per row of ``frame``) overall and on every slice with rows.
+
+    Any frame works, from 0 rows up, single-class, with constant or all-missing slice columns: what cannot be
+    computed is None with its reason. A ValueError for labels other than 0/1 (missing ones too) and for
+    probabilities that are NaN, infinite, outside [0, 1] or not one per row (see :func:`binary_metrics`).
+    """
+    y = _labels(frame[target].to_numpy(), f"target {target!r}")
+    p = _probabilities(proba, len(y), "the evaluation")
+    ev = Evaluation(binary_metrics(y, p, threshold))
     for name, mask in slice_masks(frame, slices).items():
         if mask.sum() > 0:
-            ev.slices[name] = binary_metrics(y[mask], proba[mask], threshold)
+            ev.slices[name] = binary_metrics(y[mask], p[mask], threshold, where=f"slice {name}")
     return ev

@@ -330,7 +330,7 @@ def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePat
     """Score the candidate and the serving champion on the same held-out rows, overall and per slice."""
     import mlflow
 
-    from lifecycle.training.evaluation import evaluate
+    from lifecycle.training.evaluation import defined_metrics, evaluate, format_metric
     from lifecycle.training.packaging import load_model_dir
 
     paths = paths or StatePaths.current()
@@ -349,15 +349,17 @@ def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePat
         p, thr = _score_version(registry, spec, champion_mv.version, holdout)
         champion = evaluate(holdout, spec.data.target, p, spec.slices, thr)
     with mlflow.start_run(run_id=trained["run_id"]):
-        mlflow.log_metrics({k: v for k, v in candidate.flat("test_").items() if np.isfinite(v)})
+        mlflow.log_metrics(candidate.flat("test_"))  # defined metrics only: undefined ones are in evaluation.json
         if champion is not None:
-            mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion.overall.items() if np.isfinite(v)})
+            mlflow.log_metrics({f"champion_test_{k}": v for k, v in defined_metrics(champion.overall).items()})
         mlflow.log_dict({"candidate": candidate.to_dict(),
                          "champion": champion.to_dict() if champion else None,
                          "champion_version": champion_mv.version if champion_mv else None,
                          "holdout_rows": len(holdout)}, "evaluation.json")
-    log.info("evaluation: candidate roc_auc %.4f on %d held-out rows; champion %s", candidate.overall["roc_auc"],
-             len(holdout), f"v{champion_mv.version} roc_auc {champion.overall['roc_auc']:.4f}" if champion else "none")
+    log.info("evaluation: candidate roc_auc %s on %d held-out rows; champion %s",
+             format_metric(candidate.overall, "roc_auc", reason=True), len(holdout),
+             f"v{champion_mv.version} roc_auc {format_metric(champion.overall, 'roc_auc', reason=True)}"
+             if champion and champion_mv else "none")
     return {"candidate": candidate.to_dict(), "champion": champion.to_dict() if champion else None,
             "champion_version": champion_mv.version if champion_mv else None, "holdout_rows": len(holdout)}
 
@@ -381,6 +383,8 @@ def register_candidate(spec: ModelSpec, trained: dict[str, Any], evaluation: dic
     Every trained model is registered (a rejected one too, tagged ``rejected``), so the registry is the record.
     The first passing model becomes ``champion``; a later one ``challenger`` (the deploy DAG canaries it).
     """
+    from lifecycle.training.evaluation import format_metric
+
     paths = paths or StatePaths.current()
     ledger = ledger or Ledger(paths.ledger_db)
     registry = Registry(paths)
@@ -398,7 +402,7 @@ def register_candidate(spec: ModelSpec, trained: dict[str, Any], evaluation: dic
             f"{TAG}gate_decision": decision["status"],
             f"{TAG}gate_reason": decision["reason"][:5000],
             f"{TAG}train_reason": str(trained.get("reason", ""))[:500],
-            f"{TAG}test_roc_auc": f"{evaluation['candidate']['overall']['roc_auc']:.4f}",
+            f"{TAG}test_roc_auc": format_metric(evaluation["candidate"]["overall"], "roc_auc"),
         }
         mv = registry.register(name, trained["model_uri"], trained["run_id"], tags, model_id=trained.get("model_id"),
                                description=spec.description.strip())

@@ -2,14 +2,27 @@
 
 The first candidate (no champion) is judged on the absolute thresholds only and becomes champion when it passes.
 A later candidate must also not regress against the champion, scored on the same held-out rows.
+
+Undefined metrics (None in the evaluation, with a reason: see :mod:`lifecycle.training.evaluation`; a NaN, an
+infinity or a missing metric of an older or hand-made evaluation counts the same) follow one rule each:
+
+- a threshold on an undefined overall metric fails, its detail naming the reason;
+- a regression check fails when the candidate's metric is undefined; when only the champion's is, there is
+  nothing to regress from: the check is *not judged* (``judged=False``, ``passed=True``) and says why;
+- a slice with fewer than ``min_slice_rows`` rows is skipped (no check), as ever; a slice metric undefined on a
+  slice with enough rows (e.g. a single-class slice: no ROC AUC) is *not judged*: its check holds
+  ``passed=True, judged=False`` and the detail ``slice NAME: METRIC not judged: REASON (N rows)``.
+
+Not-judged checks never fail the gate and are never silent: a passing decision's reason counts them and quotes
+the first. Every decision is plain JSON (:meth:`GateDecision.to_dict`: strings and booleans only).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.spec import LOWER_IS_BETTER
+from lifecycle.training.evaluation import metric_value, undefined_reason
 
 if TYPE_CHECKING:
     from lifecycle.spec import GatePolicy
@@ -18,9 +31,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Check:
+    """One check of the gate; ``judged=False`` when its metric is undefined and the rule is not to judge it (then
+    ``passed`` is True and ``detail`` says why)."""
+
     name: str
     passed: bool
     detail: str
+    judged: bool = True
 
 
 @dataclass(frozen=True)
@@ -39,28 +56,44 @@ class GateDecision:
 
 
 def _worse(metric: str, value: float, bound: float) -> bool:
-    """True when ``value`` is on the wrong side of ``bound`` for this metric (NaN is always wrong)."""
-    if math.isnan(value):
-        return True
+    """True when ``value`` is on the wrong side of ``bound`` for this metric."""
     return value > bound if metric in LOWER_IS_BETTER else value < bound
 
 
 def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolicy,
            version: str | int | None = None) -> GateDecision:
-    """Judge a candidate. ``champion`` is the serving model scored on the same rows, or None for the first one."""
+    """Judge a candidate. ``champion`` is the serving model scored on the same rows, or None for the first one.
+
+    Undefined metrics follow the rules of the module docstring; nothing here raises on any evaluation.
+    """
     checks: list[Check] = []
     for metric, floor in policy.thresholds.items():
-        value = candidate.overall.get(metric, float("nan"))
+        value = metric_value(candidate.overall, metric)
         op = "<=" if metric in LOWER_IS_BETTER else ">="
-        checks.append(Check(f"threshold.{metric}", not _worse(metric, value, floor),
-                            f"{metric} {value:.4f} {op} {floor}" if not _worse(metric, value, floor)
+        if value is None:
+            why = undefined_reason(candidate.overall, metric)
+            checks.append(Check(f"threshold.{metric}", False,
+                                f"{metric} undefined ({why}): threshold {op} {floor} not met"))
+            continue
+        ok = not _worse(metric, value, floor)
+        checks.append(Check(f"threshold.{metric}", ok, f"{metric} {value:.4f} {op} {floor}" if ok
                             else f"{metric} {value:.4f} {'>' if op == '<=' else '<'} threshold {floor}"))
     if champion is not None:
         for metric, slack in policy.max_regression.items():
-            value = candidate.overall.get(metric, float("nan"))
-            ref = champion.overall.get(metric, float("nan"))
-            bound = ref + slack if metric in LOWER_IS_BETTER else ref - slack
+            value = metric_value(candidate.overall, metric)
+            ref = metric_value(champion.overall, metric)
             sign = "+" if metric in LOWER_IS_BETTER else "-"
+            if value is None:
+                checks.append(Check(f"regression.{metric}", False, f"{metric} undefined "
+                                    f"({undefined_reason(candidate.overall, metric)}): cannot show no regression "
+                                    f"against the champion"))
+                continue
+            if ref is None:
+                checks.append(Check(f"regression.{metric}", True, f"{metric} {value:.4f}: not judged against the "
+                                    f"champion: its {metric} is undefined "
+                                    f"({undefined_reason(champion.overall, metric)})", judged=False))
+                continue
+            bound = ref + slack if metric in LOWER_IS_BETTER else ref - slack
             ok = not _worse(metric, value, bound)
             checks.append(Check(
                 f"regression.{metric}", ok,
@@ -68,21 +101,31 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
                 f"{metric} {value:.4f} {'>' if metric in LOWER_IS_BETTER else '<'} champion {ref:.4f} {sign} {slack}",
             ))
     for name, metrics in sorted(candidate.slices.items()):
-        if metrics.get("rows", 0) < policy.min_slice_rows:
+        rows = int(metric_value(metrics, "rows") or 0)
+        if rows < policy.min_slice_rows:
             continue
         for metric, floor in policy.slice_thresholds.items():
-            value = metrics.get(metric, float("nan"))
+            value = metric_value(metrics, metric)
+            if value is None:
+                checks.append(Check(f"slice.{name}.{metric}", True, f"slice {name}: {metric} not judged: "
+                                    f"{undefined_reason(metrics, metric)} ({rows} rows)", judged=False))
+                continue
             ok = not _worse(metric, value, floor)
             checks.append(Check(f"slice.{name}.{metric}", ok,
                                 f"slice {name}: {metric} {value:.4f} "
-                                f"{'meets' if ok else 'misses'} floor {floor} ({int(metrics['rows'])} rows)"))
+                                f"{'meets' if ok else 'misses'} floor {floor} ({rows} rows)"))
     failed = [c for c in checks if not c.passed]
     who = f"v{version}" if version is not None else "candidate"
     if failed:
         more = f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
         return GateDecision(False, f"gate: rejected {who}: {failed[0].detail}{more}", champion is None, checks)
-    headline = next((c.detail for c in checks if c.name.startswith("regression.")),
-                    next((c.detail for c in checks), "no checks configured"))
+    unjudged = [c for c in checks if not c.judged]
+    held = f"{len(checks) - len(unjudged)} checks held"
+    if unjudged:
+        more = f" (+{len(unjudged) - 1} more)" if len(unjudged) > 1 else ""
+        held += f", {len(unjudged)} not judged: {unjudged[0].detail}{more}"
+    fallback = "no check judged" if checks else "no checks configured"
+    headline = next((c.detail for c in checks if c.name.startswith("regression.") and c.judged),
+                    next((c.detail for c in checks if c.judged), fallback))
     first = " (first model: becomes champion)" if champion is None else ""
-    return GateDecision(True, f"gate: passed {who}: {len(checks)} checks held; {headline}{first}",
-                        champion is None, checks)
+    return GateDecision(True, f"gate: passed {who}: {held}; {headline}{first}", champion is None, checks)
