@@ -176,6 +176,13 @@ class S3Server:
                                           read_timeout=5))
 
 
+def archiving_to(spec, root: Any):
+    """The spec with ``root`` (an archive store, or its URI) as its archive root: a restore refuses archives
+    outside the spec's root."""
+    uri = root if isinstance(root, str) else root.uri
+    return spec.model_copy(update={"retirement": spec.retirement.model_copy(update={"archive_uri": uri})})
+
+
 def write_spec(folder: Path, **sections: Any) -> Path:
     """A specs folder holding credit_default.yaml with the given top-level sections replaced."""
     import yaml

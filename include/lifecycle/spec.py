@@ -89,9 +89,10 @@ class GeneratorConfig(_Strict):
 
 
 class DataSpec(_Strict):
-    #: Row id: training splits train / validation / held-out rows by a hash of it, the data gate requires it on
-    #: every row. Required: a batch without a row id cannot be used.
-    id_column: str
+    #: Row id (optional): the data gate requires it on every row when set, and training splits train / validation
+    #: / held-out rows by a hash of it. Without one, the split hashes each row's values (features and target):
+    #: stable across runs, and identical rows always land on the same side (no leakage between train and test).
+    id_column: str | None = None
     target: str
     features: Annotated[list[Feature], Field(min_length=1)]
     #: The synthetic demo generator; absent for a model fed real batches (``lifecycle land MODEL DAY FILE``).

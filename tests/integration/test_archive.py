@@ -30,7 +30,7 @@ from lifecycle.retirement.restore import RestoreRefusedError, restore
 from lifecycle.retirement.retire import RetireRefusedError, check, finalize
 from lifecycle.retirement.staging import stage
 from lifecycle.training.packaging import load_model_dir
-from tests.conftest import S3Server, register_versions
+from tests.conftest import S3Server, archiving_to, register_versions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BUCKET = "lifecycle-archive"
@@ -60,11 +60,6 @@ def lifecycle(tmp_path_factory, spec):
 
 def s3_store(s3, prefix: str) -> S3Store:
     return S3Store(s3.client(), BUCKET, prefix)
-
-
-def archiving_to(spec, store):
-    """The spec with ``store`` as its archive root (a restore refuses archives outside the spec's root)."""
-    return spec.model_copy(update={"retirement": spec.retirement.model_copy(update={"archive_uri": store.uri})})
 
 
 def status(paths, spec, version="2") -> str:

@@ -321,3 +321,12 @@ def test_deploys_superseded_in_progress_at_most_eight_and_odd_values() -> None:
     assert list(found) == [f"run{i:02d}" for i in range(10, 2, -1)]
     assert "the last 8 of 11 deploys" in render_report(MODEL, many, [])
     assert 'id="deploys"' not in render_report(MODEL, history(), versions())  # no deploy, no section
+
+
+def test_gate_checks_not_judged_are_counted_apart_from_passed() -> None:
+    checks = [{"name": "threshold.roc_auc", "passed": True, "detail": "roc_auc 0.81 >= 0.7"},
+              {"name": "slice.region=west.roc_auc", "passed": True, "judged": False,
+               "detail": "slice region=west: roc_auc not judged: one class (all negative) in 160 rows (160 rows)"}]
+    page = render_report(MODEL, [ev("gate_passed", "2026-01-05T11:01:00.000Z", "passed", "1", {"checks": checks})],
+                         versions(), links={})
+    assert "1/2 checks passed, 1 not judged (slice region=west: roc_auc not judged: one class" in page

@@ -26,6 +26,7 @@ from lifecycle.retirement.archive import (
 )
 from lifecycle.retirement.restore import RestoreRefusedError, check_location, check_manifest, restore
 from lifecycle.retirement.retire import RetireRefusedError, finalize
+from tests.conftest import archiving_to
 from tests.unit.test_crash_recovery import (
     archive_snapshot,
     ledger_rows,
@@ -143,8 +144,7 @@ def test_a_genuine_archive_outside_the_archive_root_is_refused(spec, retired, tm
     refused(spec, retired, LocalStore(elsewhere), "outside the allowed archive root")
     escape = LocalStore(retired["paths"].archive / ".." / "elsewhere")
     refused(spec, retired, escape, "outside the allowed archive root")
-    on_s3 = spec.model_copy(update={"retirement": spec.retirement.model_copy(
-        update={"archive_uri": "s3://lifecycle-archive/models"})})
+    on_s3 = archiving_to(spec, "s3://lifecycle-archive/models")
     for bucket, prefix in (("another-bucket", "models"), ("lifecycle-archive", "models-evil"),
                            ("lifecycle-archive", "")):
         store = S3Store(None, bucket, prefix)  # refused before the store is ever called

@@ -176,10 +176,12 @@ def test_id_column_is_picked_only_when_one_column_looks_like_an_id():
     frame = sample().drop(columns=["note"])
     draft = draft_spec("acme", frame, "default")
     assert draft.id_column == "customer_id" and "picked" in draft.id_note
-    with pytest.raises(DraftError, match=r"not exactly one column looks like a row id.*'customer_id', 'note'"):
-        draft_spec("acme", sample(), "default")
-    with pytest.raises(DraftError, match=r"found: none\).*Pass --id COLUMN"):
-        draft_spec("acme", frame.drop(columns=["customer_id"]), "default")
+    several = draft_spec("acme", sample(), "default")  # two candidates: no id, rows split by their values
+    assert several.id_column is None and "found: 'customer_id', 'note'" in several.id_note
+    none = draft_spec("acme", frame.drop(columns=["customer_id"]), "default")
+    assert none.id_column is None and "found: none" in none.id_note
+    loaded = ModelSpec.model_validate(yaml.safe_load(render(none)))
+    assert loaded.data.id_column is None
 
 
 def test_draft_errors_name_the_option_and_the_column(tmp_path):
@@ -445,3 +447,27 @@ def test_breast_cancer_drafted_landed_and_gated(specs, state, tmp_path, capsys):
         outcome = gate_batch(spec, day, paths=state)
         assert outcome.passed, outcome.reason
     assert [o.rows for o in (gate_batch(spec, d, paths=state) for d in days)] == [half, len(frame) - half]
+
+
+def test_batches_without_an_id_column_are_gated_and_split_by_their_values(state, tmp_path):
+    """A spec with ``id_column: null``: the data gate needs no id, and training's split hashes each row's values:
+    the same on every run, whatever the file's column order, identical rows on the same side."""
+    from lifecycle.data.validation import expectation_specs, gate_batch
+    from lifecycle.training.flow import row_keys, split_rows
+
+    frame = sample().drop(columns=["customer_id", "note"])
+    draft = draft_spec("acme", frame, "default")
+    assert draft.id_column is None
+    spec = ModelSpec.model_validate(yaml.safe_load(render(draft)))
+    assert all(kw.get("column") is not None for _, kw in expectation_specs(spec))
+    source = tmp_path / "batch.csv"
+    frame.to_csv(source, index=False)
+    landed = pd.read_parquet(land_file(spec, DAY, source, state))  # before the gate moves it on
+    outcome = gate_batch(spec, DAY, paths=state)
+    assert outcome.passed and outcome.rows == len(frame), outcome.reason
+    split = split_rows(row_keys(spec, landed), 42, 0.2, 0.15)
+    assert set(split.tolist()) == {0, 1, 2}
+    assert (split == split_rows(row_keys(spec, landed[landed.columns[::-1]]), 42, 0.2, 0.15)).all()
+    doubled = pd.concat([landed, landed.iloc[:50]], ignore_index=True)
+    again = split_rows(row_keys(spec, doubled), 42, 0.2, 0.15)
+    assert (again[len(landed):] == again[:50]).all() and (again[:len(landed)] == split).all()

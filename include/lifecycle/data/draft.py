@@ -29,9 +29,9 @@ How a draft reads the sample (the same rules are written as a comment at the top
   quarantines the batch), else the observed share plus 0.05, rounded up to hundredths, at most 0.95.
 - **Task** (when not given): 2 distinct target values -> ``binary``; a non-float target with at most 20
   distinct values -> ``multiclass``; else ``regression``.
-- **Id column** (when not given): the one column that is text unique per row and never missing; none or
-  several: an error asking for ``--id``. The spec requires an id column: training splits its rows by a hash
-  of it and the data gate requires it on every row.
+- **Id column** (when not given): the one column that is text unique per row and never missing; none, or
+  several: no id column (``id_column: null``), and training splits rows by a hash of their values
+  (:func:`lifecycle.training.flow.row_keys`); pass ``--id`` to use one.
 - **Everything else** (training, gate, slices, schedules, serving, canary, monitoring): the platform's defaults,
   with one slice per categorical feature of at most 10 categories.
 
@@ -199,7 +199,7 @@ class Draft:
     model: str
     source: str
     rows: int
-    id_column: str
+    id_column: str | None
     id_note: str
     target: str
     task: Task
@@ -395,23 +395,24 @@ def draft_spec(model: str, frame: pd.DataFrame, target: str, *, id_column: str |
     else:
         candidates = [c for c in frame.columns if c != target_col and frame[c].notna().all()
                       and infer_column(c, frame[c]).note.startswith("text unique per row")]
-        if len(candidates) != 1:
+        if len(candidates) == 1:
+            id_col = candidates[0]
+            id_note = "picked: the only column of text unique per row (no --id given)"
+        else:
+            id_col = None
             found = "none" if not candidates else ", ".join(repr(str(c)) for c in candidates)
-            raise DraftError(
-                f"{source}: no --id given and not exactly one column looks like a row id (text unique per row, never "
-                f"missing; found: {found}). The spec needs data.id_column: training splits its rows by a hash of it "
-                "and the data gate requires it on every row. Pass --id COLUMN (add a unique row id to your batches "
-                "if they have none)")
-        id_col = candidates[0]
-        id_note = "picked: the only column of text unique per row (no --id given)"
-    ids = frame[id_col]
-    if ids.isna().any():
-        warnings.append(f"id column {str(id_col)!r} is missing on {int(ids.isna().sum())} rows of the sample: the "
-                        "data gate requires it on every row")
-    id_unique = bool(ids.dropna().is_unique)
-    if not id_unique:
-        warnings.append(f"id column {str(id_col)!r} is not unique in the sample: training splits rows by it, so "
-                        "rows sharing an id always land in the same split")
+            id_note = (f"none: no --id given and not exactly one column of text unique per row (found: {found}); "
+                       "training splits rows by a hash of their values")
+    id_unique = False
+    if id_col is not None:
+        ids = frame[id_col]
+        if ids.isna().any():
+            warnings.append(f"id column {str(id_col)!r} is missing on {int(ids.isna().sum())} rows of the sample: "
+                            "the data gate requires it on every row")
+        id_unique = bool(ids.dropna().is_unique)
+        if not id_unique:
+            warnings.append(f"id column {str(id_col)!r} is not unique in the sample: training splits rows by it, "
+                            "so rows sharing an id always land in the same split")
 
     y = frame[target_col]
     if task is None:
@@ -434,7 +435,7 @@ def draft_spec(model: str, frame: pd.DataFrame, target: str, *, id_column: str |
     if not features:
         why = "; ".join(f"{c.column}: {c.note}" for c in columns) or "there is none"
         raise DraftError(f"{source}: no column besides the id and the target can be a feature ({why})")
-    id_name, target_name = names[id_col], names[target_col]
+    id_name, target_name = (names[id_col] if id_col is not None else None), names[target_col]
 
     expectations: list[dict[str, Any]] = []
     if task != "regression":
@@ -613,7 +614,7 @@ def landing_frame(spec: ModelSpec, frame: pd.DataFrame, source: str | Path = "ba
     Raises :class:`DraftError` naming the columns the spec needs and the file lacks.
     """
     renamed = frame.rename(columns=spec_names(list(frame.columns), source))
-    need = [spec.data.id_column, *spec.data.feature_names, spec.data.target]
+    need = [*([spec.data.id_column] if spec.data.id_column else []), *spec.data.feature_names, spec.data.target]
     lacking = [c for c in need if c not in renamed.columns]
     if lacking:
         raise DraftError(f"{source}: lacks the column(s) {lacking} that spec {spec.name!r} needs (id "

@@ -60,9 +60,12 @@ class GateOutcome:
 
 def expectation_specs(spec: ModelSpec) -> list[tuple[str, dict[str, Any]]]:
     """The suite as (expectation type, kwargs) pairs: schema-derived first, then the spec's own."""
+    id_column = spec.data.id_column
     out: list[tuple[str, dict[str, Any]]] = [
-        ("expect_column_to_exist", {"column": spec.data.id_column}),
-        ("expect_column_values_to_not_be_null", {"column": spec.data.id_column}),
+        ("expect_column_to_exist", {"column": id_column}),
+        ("expect_column_values_to_not_be_null", {"column": id_column}),
+    ] if id_column else []
+    out += [
         ("expect_column_to_exist", {"column": spec.data.target}),
         ("expect_column_values_to_not_be_null", {"column": spec.data.target}),
     ]
@@ -152,7 +155,8 @@ def _describe_failure(result: dict[str, Any]) -> str:
 def validate_frame(spec: ModelSpec, frame: pd.DataFrame) -> tuple[bool, dict[str, Any], list[str]]:
     """Run the suite on a DataFrame; return (success, GX result as JSON dict, readable failure lines)."""
     frame = numpy_dtypes(frame)
-    missing = {c for c in [spec.data.id_column, spec.data.target, *spec.data.feature_names] if c not in frame}
+    missing = {c for c in [spec.data.id_column, spec.data.target, *spec.data.feature_names]
+               if c is not None and c not in frame}
     ctx = _context()
     batch_def = (ctx.data_sources.add_pandas("landing").add_dataframe_asset(spec.name)
                  .add_batch_definition_whole_dataframe("batch"))

@@ -108,6 +108,8 @@ def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id
     result["performance"] = {"labels": int(perf["labels"])} | {
         m: {"live": perf.get(m), "offline": offline.get(m)} for m in ("roc_auc", "accuracy")}
     result["performance"]["brier"] = perf.get("brier")
+    if perf.get("undefined"):  # why a live metric is null (one class among the labels, no labels)
+        result["performance"]["undefined"] = dict(perf["undefined"])
     in_spec = interval.frame[~interval.frame["out_of_spec"]] if len(interval.frame) else interval.frame
     if len(in_spec) >= spec.monitoring.min_rows:  # rows served out of spec never count as drift
         reference = load_reference(spec, version, paths)
@@ -118,6 +120,7 @@ def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id
         result |= {"drift_share": drift.share, "drifted": drift.drifted, "scores": drift.scores,
                    "thresholds": drift.thresholds, "prediction_drift": drift.prediction_score,
                    "report": str(html), "uncertain": drift.uncertain, "missing": drift.missing,
+                   "undefined": drift.undefined,  # features (or the prediction) not scored, with the reason
                    "sketch": {"rows": drift.sketch_rows, "max_error": max(drift.bounds.values(), default=0.0)}}
     result["seconds"] = round(time.perf_counter() - began, 3)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -231,7 +231,11 @@ def _detail_bits(event: Event) -> list[str]:
     if isinstance(checks, list) and checks:
         rows = [c for c in checks if isinstance(c, dict)]
         failed = [c for c in rows if not c.get("passed")]
-        text = f"{len(rows) - len(failed)}/{len(rows)} checks passed"
+        unjudged = [c for c in rows if c.get("passed") and c.get("judged") is False]  # an undefined metric
+        text = f"{len(rows) - len(failed) - len(unjudged)}/{len(rows)} checks passed"
+        if unjudged:
+            text += f", {len(unjudged)} not judged (" + "; ".join(str(c.get("detail", "")) for c in unjudged[:3]) \
+                + ("; ..." if len(unjudged) > 3 else "") + ")"
         if failed:
             text += "; failed: " + ", ".join(f"{c.get('name', '?')} ({c.get('detail', '')})" for c in failed)
         bits.append(_e(text))

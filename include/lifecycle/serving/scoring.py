@@ -62,7 +62,7 @@ class Schema:
         nullable = frozenset(f.name for f in feats if f.max_missing > 0)
         numeric = tuple(f.name for f in feats if f.kind != "categorical")
         categorical = tuple(f.name for f in feats if f.kind == "categorical")
-        extra = frozenset({spec.data.id_column})
+        extra = frozenset({spec.data.id_column} - {None})
         return cls(
             numeric, categorical, nullable, extra, spec.serving.max_batch_rows, spec.data.id_column,
             tuple((f.name, -_FLOAT_MAX if f.min is None else float(f.min),

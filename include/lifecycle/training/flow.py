@@ -100,8 +100,19 @@ def load_window(window: Window) -> pd.DataFrame:
     return numpy_dtypes(pd.concat(frames, ignore_index=True))
 
 
+def row_keys(spec: ModelSpec, frame: pd.DataFrame) -> pd.Series:
+    """What splits rows (:func:`split_rows` hashes it): the spec's id column, or, for a model without one, each
+    row's values as text (its features and target, by name, so a file's column order does not matter): stable
+    across runs and library versions, and identical rows share a key."""
+    if spec.data.id_column:
+        return frame[spec.data.id_column]
+    columns = sorted([*spec.data.feature_names, spec.data.target])
+    return frame[columns].astype(str).agg("\x1f".join, axis=1)
+
+
 def split_rows(ids: pd.Series, seed: int, holdout: float, validation: float) -> np.ndarray:
-    """0 = train, 1 = validation, 2 = held-out test; decided by a hash of the row id, so stable across runs."""
+    """0 = train, 1 = validation, 2 = held-out test; decided by a hash of the row id (:func:`row_keys`), so
+    stable across runs."""
     u = np.array([int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "little")
                   for i in ids.astype(str)], dtype=np.float64) / 2.0**64
     out = np.zeros(len(u), dtype=np.int8)
@@ -239,7 +250,7 @@ def prepare_data(spec: ModelSpec, cfg: TrainingConfig, window: Window) -> Traini
     if len(frame) < cfg.min_rows:
         raise EmptyWindowError(f"only {len(frame)} validated rows for {spec.name} in {window.start}..{window.end}; "
                                f"training.min_rows is {cfg.min_rows}")
-    split = split_rows(frame[spec.data.id_column], cfg.seed, cfg.holdout_fraction, cfg.validation_fraction)
+    split = split_rows(row_keys(spec, frame), cfg.seed, cfg.holdout_fraction, cfg.validation_fraction)
     train_df, val_df = frame[split == 0], frame[split == 1]
     pre = Preprocessor.fit(spec.data, train_df)
     return TrainingData(frame, split, train_df, val_df, pre, pre.transform(train_df),
@@ -291,7 +302,8 @@ def _log_reference(spec: ModelSpec, train_df: pd.DataFrame, pre: Any, outcome: A
 
     n = min(len(train_df), spec.monitoring.reference_rows)
     sample = train_df.sample(n=n, random_state=seed).reset_index(drop=True)
-    sample = sample[[spec.data.id_column, *spec.data.feature_names, spec.data.target]].copy()
+    keep = [spec.data.id_column] if spec.data.id_column else []
+    sample = sample[[*keep, *spec.data.feature_names, spec.data.target]].copy()
     sample[PREDICTION] = predict_proba(outcome.state_dict, outcome.architecture, pre.transform(sample))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
@@ -338,7 +350,7 @@ def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePat
     window = Window(**trained["window"])
     frame = load_window(window)
     cfg = TrainingConfig.model_validate(trained["training"])
-    holdout = frame[split_rows(frame[spec.data.id_column], cfg.seed, cfg.holdout_fraction,
+    holdout = frame[split_rows(row_keys(spec, frame), cfg.seed, cfg.holdout_fraction,
                                cfg.validation_fraction) == 2].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model_dir(registry.download_uri(trained["model_uri"], Path(tmp), "the candidate"))
