@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import yaml
 
-from lifecycle.data.frames import batch_name
+from lifecycle.data.frames import batch_name, category_label
 from lifecycle.fileio import atomic_write
 from lifecycle.paths import StatePaths
 from lifecycle.spec import NAME_PATTERN, ModelSpec, Task
@@ -152,30 +152,13 @@ def spec_names(columns: list[Any], source: str | Path) -> dict[Any, str]:
 
 
 def category_strings(values: pd.Series) -> pd.Series:
-    """The text form of category values, shared by a draft's ``categories`` and a landed batch (``string`` dtype).
-
-    Missing stays missing; booleans become ``True`` / ``False``; whole numbers, also when stored as floats,
-    become their digits (``3``, not ``3.0``: a code column with a gap is read from CSV as floats); other floats
-    their shortest repr; anything else ``str()``. So the same codes give the same categories whatever the file
-    format or dtype, and they match what the gateway accepts (categories are strings there too).
-    """
-    import numpy as np
+    """The text form of category values (:func:`lifecycle.data.frames.category_label`, the rule drift uses too),
+    shared by a draft's ``categories`` and a landed batch (``string`` dtype; missing stays missing): they match
+    what the gateway accepts (categories are strings there too)."""
     import pandas as pd
 
-    def text(v: Any) -> str | None:
-        if v is None or (not isinstance(v, str) and bool(pd.isna(v))):
-            return None
-        if isinstance(v, bool | np.bool_):
-            return "True" if v else "False"
-        if isinstance(v, int | np.integer):
-            return str(int(v))
-        if isinstance(v, float | np.floating):
-            f = float(v)
-            return str(int(f)) if f.is_integer() else repr(f)
-        return str(v)
-
-    return pd.Series(pd.array([text(v) for v in values.astype(object)], dtype="string"), index=values.index,
-                     name=values.name)
+    return pd.Series(pd.array([category_label(v) for v in values.astype(object)], dtype="string"),
+                     index=values.index, name=values.name)
 
 
 # --------------------------------------------------------------------------------------------------- inference

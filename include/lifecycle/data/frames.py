@@ -3,7 +3,7 @@ and the name of a day's batch file."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -15,6 +15,26 @@ INT_TYPES = ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64
 FLOAT_TYPES = ["float32", "float64", "Float32", "Float64", *INT_TYPES]
 
 TEXT_TYPES = ["object", "string", "str", "category"]
+
+
+def category_label(value: Any) -> str | None:
+    """The text form of a category value, one rule for every stage (drafted specs, landed batches, drift): None
+    for a missing value; booleans ``True`` / ``False``; whole numbers, also when stored as floats, their digits
+    (``3``, not ``3.0``: a code column with a gap reads from CSV as floats); other floats their shortest repr;
+    anything else ``str()``. So the same codes give the same categories whatever the file format or dtype."""
+    import numpy as np
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "True" if value else "False"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return str(int(f)) if f.is_integer() else repr(f)
+    return str(value)
 
 
 def numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:

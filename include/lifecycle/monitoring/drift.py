@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lifecycle.data.frames import category_label
 from lifecycle.fileio import atomic_write
 from lifecycle.monitoring.sketch import _js, _wasserstein_norm, sketch, sketch_error
 from lifecycle.registry.artifacts import PREDICTION
@@ -69,13 +70,6 @@ def _as_numbers(column: pd.Series) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.nan)
 
 
-def _label(value: Any) -> str:
-    """A category's label: integral numbers without a decimal part (code 3 stored as 3, 3.0 or "3" is "3")."""
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _as_labels(column: pd.Series) -> pd.Series:
     """A categorical column as text labels (None where missing): codes stored as numbers (floats once a value is
     missing) compare equal to the same codes stored as integers, and Evidently takes them (float labels fail its
@@ -83,7 +77,7 @@ def _as_labels(column: pd.Series) -> pd.Series:
     import pandas as pd
 
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    labels = np.array([_label(v) for v in uniques] + [None], dtype=object)  # code -1 (missing) -> None
+    labels = np.array([category_label(v) for v in uniques] + [None], dtype=object)  # code -1 (missing) -> None
     return pd.Series(labels[codes], index=column.index, dtype=object)
 
 
