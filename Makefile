@@ -12,10 +12,13 @@ venv:
 demo: venv
 	@$(PY) -m lifecycle.ops.demo
 
-# Everything CI runs (.ci/run): the embedded default's suite, then the distributed topology's.
+# Everything CI runs (.ci/run): the unit and DAG tests on two processes (CPU-bound, no clock in their verdicts),
+# then the embedded default's integration suite and the distributed topology's one at a time (their real
+# schedulers, canaries and backfills run on the wall clock: nothing heavy runs beside them).
 test: venv
 	@$(PY) -m ruff check .
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n 2 tests/unit tests/dags
+	@$(PY) -m pytest tests/integration
 	@$(MAKE) --no-print-directory test-distributed
 
 # The distributed topology (PostgreSQL, Redis, CeleryExecutor with default + gpu workers, MLflow server over
@@ -25,7 +28,7 @@ test-distributed: venv
 	@LIFECYCLE_TOPOLOGY=distributed $(PY) -m pytest tests/distributed
 
 test-unit: venv
-	@$(PY) -m pytest tests/unit tests/dags
+	@$(PY) -m pytest -n 2 tests/unit tests/dags
 
 test-integration: venv
 	@$(PY) -m pytest tests/integration

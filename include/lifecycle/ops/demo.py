@@ -113,8 +113,10 @@ def week_days(week: int) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in sorted(WEEKS[week])]
 
 
-def gate_week(client, spec: ModelSpec, paths: StatePaths, week: int) -> None:
-    """Land a week of batches and run the data gate on each day through the REST API."""
+def land_week(client, spec: ModelSpec, paths: StatePaths, week: int) -> list[tuple[str, str]]:
+    """Land a week of batches and trigger the data gate on each day through the REST API; don't wait.
+
+    Returns (week label, run id) per day, for :func:`finish_gate`."""
     from lifecycle.data.synthetic import Scenario, land_batch
 
     gate_id = f"{spec.name}__data_gate"
@@ -125,14 +127,25 @@ def gate_week(client, spec: ModelSpec, paths: StatePaths, week: int) -> None:
     broken = sum(1 for v in scenarios.values() if v.startswith("broken"))
     say(f"week {week}: landed {len(days)} daily batches {days[0]}..{days[-1]}"
         + (f" ({broken} broken)" if broken else ""))
-    runs = [client.trigger(gate_id, run_id=f"demo_gate_{day}", interval=(_utc(day), _utc(day + dt.timedelta(1))),
-                           note=f"demo: batch {day} ({scenarios[i]})") for i, day in enumerate(days)]
+    return [(f"week {week}", client.trigger(gate_id, run_id=f"demo_gate_{day}",
+                                            interval=(_utc(day), _utc(day + dt.timedelta(1))),
+                                            note=f"demo: batch {day} ({scenarios[i]})"))
+            for i, day in enumerate(days)]
+
+
+def finish_gate(client, spec: ModelSpec, paths: StatePaths, runs: list[tuple[str, str]]) -> None:
+    """Wait for the data gate runs :func:`land_week` started and print each day's verdict."""
     verdicts = []
-    for run_id in runs:
-        result = client.wait(gate_id, run_id, timeout=600)
+    for _week, run_id in runs:
+        result = client.wait(f"{spec.name}__data_gate", run_id, timeout=600)
         _expect_success(client, result, paths)
         verdicts.append("Q" if result.tasks.get("alert_quarantine") == "success" else "ok")
-    say(f"  data gate: {' '.join(verdicts)}  (Q = quarantined)")
+    say(f"  data gate ({runs[0][0]}): {' '.join(verdicts)}  (Q = quarantined)")
+
+
+def gate_week(client, spec: ModelSpec, paths: StatePaths, week: int) -> None:
+    """Land a week of batches and wait for the data gate's verdict on each day."""
+    finish_gate(client, spec, paths, land_week(client, spec, paths, week))
 
 
 def train(client, spec: ModelSpec, paths: StatePaths, run_id: str, last_day: dt.date, conf: dict) -> None:
@@ -194,34 +207,46 @@ def canary(client, deploy_id: str, paths: StatePaths, after: str) -> None:
 
 def monitor_week(client, spec: ModelSpec, paths: StatePaths, clients, stable_days: int = 2) -> str | None:
     """One monitor run per simulated day of week 4, on the wall-clock window that day's traffic took; only the
-    first ``stable_days`` of its stable days are watched.
+    first ``stable_days`` of its stable days are watched. A day's monitor run executes while the next day's
+    traffic flows, as the hourly runs of `make up` do.
 
     Returns the train run the monitor triggered (None if it never fired)."""
-    from lifecycle.monitoring.run import report_dir
-
     monitor_id = f"{spec.name}__monitor"
     stable = [i for i, scenario in WEEKS[4].items() if scenario == "stable"]
-    for i, day in enumerate(week_days(4)):
-        if i in stable[stable_days:]:
-            continue
-        scenario = WEEKS[4][i]
-        clients.switch(scenario)
+    plan = [(day, WEEKS[4][i]) for i, day in enumerate(week_days(4)) if i not in stable[stable_days:]]
+    pending = None  # (run id, day, scenario, start, end) of the monitor run in flight
+    for day, scenario in [*plan, (None, None)]:
+        if day is not None:
+            clients.switch(scenario)
         start = dt.datetime.now(dt.UTC)
-        time.sleep(MONITOR_SECONDS)
+        if pending:
+            fired = _monitor_result(client, spec, paths, monitor_id, *pending)
+            if fired:
+                return fired
+        if day is None:
+            return None
+        time.sleep(max(0.0, MONITOR_SECONDS - (dt.datetime.now(dt.UTC) - start).total_seconds()))
         end = dt.datetime.now(dt.UTC)
         run_id = f"demo_monitor_{day}"
         client.trigger(monitor_id, run_id=run_id, interval=(start, end), note=f"demo: live traffic of {day} "
                        f"({scenario})")
-        result = client.wait(monitor_id, run_id, timeout=600)
-        _expect_success(client, result, paths)
-        summary = json.loads((report_dir(spec, start, end, paths) / "drift_summary.json").read_text())
-        fired = result.tasks.get("trigger_retrain") == "success"
-        say(f"  monitor {day} ({scenario}): {summary['rows']} rows, {summary['labels']} labels, drift share "
-            f"{summary['drift_share']:.2f} ({', '.join(summary['drifted']) or 'no feature drifted'}); "
-            + ("RETRAIN triggered" if fired else "no retrain") + f" ({result.seconds:.0f}s)")
-        if fired:
-            return f"drift__{run_id}"
+        pending = (run_id, day, scenario, start, end)
     return None
+
+
+def _monitor_result(client, spec: ModelSpec, paths: StatePaths, monitor_id: str, run_id: str, day: dt.date,
+                    scenario: str, start: dt.datetime, end: dt.datetime) -> str | None:
+    """Wait for one monitor run, print its verdict; -> the train run it triggered, if it fired."""
+    from lifecycle.monitoring.run import report_dir
+
+    result = client.wait(monitor_id, run_id, timeout=600)
+    _expect_success(client, result, paths)
+    summary = json.loads((report_dir(spec, start, end, paths) / "drift_summary.json").read_text())
+    fired = result.tasks.get("trigger_retrain") == "success"
+    say(f"  monitor {day} ({scenario}): {summary['rows']} rows, {summary['labels']} labels, drift share "
+        f"{summary['drift_share']:.2f} ({', '.join(summary['drifted']) or 'no feature drifted'}); "
+        + ("RETRAIN triggered" if fired else "no retrain") + f" ({result.seconds:.0f}s)")
+    return f"drift__{run_id}" if fired else None
 
 
 def retire_and_restore(client, spec: ModelSpec, paths: StatePaths, version: int) -> None:
@@ -293,15 +318,18 @@ def run(keep: bool = False, keep_state: bool = False, short: bool = False) -> in
             say("week 2: the label join upstream broke; batches still pass the data gate")
             train(client, spec, paths, "demo_train_week2", week_days(2)[-1],
                   {"reason": "demo: nightly retrain on week 2 (silently mislabelled)"})
+            # Batches keep arriving while a deploy runs: the next week's data gate runs beside the canary.
+            gating = land_week(client, spec, paths, 4 if short else 3)
             canary(client, deploy_id, paths, after="demo_train_week2")
+            finish_gate(client, spec, paths, gating)
 
             if not short:
-                gate_week(client, spec, paths, 3)
                 train(client, spec, paths, "demo_train_week3", week_days(3)[-1],
                       {"reason": "demo: nightly retrain on week 3 (clean data)"})
+                gating = land_week(client, spec, paths, 4)
                 canary(client, deploy_id, paths, after="demo_train_week3")
+                finish_gate(client, spec, paths, gating)
 
-            gate_week(client, spec, paths, 4)
             say(f"week 4: the monitor DAG compares each day of live traffic with the champion's reference "
                 f"(Evidently); from {week_days(4)[2]} the applicant population shifts ({DRIFT})")
             client.unpause(f"{spec.name}__monitor")

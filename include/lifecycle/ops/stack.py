@@ -117,7 +117,7 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
     token = paths.gateway_token()  # refused here, before anything starts, if shorter than 32 characters
     topo = None
     if topology.enabled(paths):  # PostgreSQL, Redis, S3, MLflow server; CeleryExecutor (see lifecycle.ops.topology)
-        topo = topology.Topology.for_state(paths) if already else topology.start_backends(paths, log)
+        topo = topology.Topology.for_state(paths) if already else topology.start_backends(paths, log, wait_mlflow=False)
         env.update(topo.airflow_env())
         os.environ.update(topo.client_env())  # this process (the demo driver) reads the same ledger and registry
     else:  # the embedded default: Airflow's metadata DB on a PostgreSQL server of its own (lifecycle.ops.pgembedded)
@@ -163,6 +163,8 @@ def start_stack(paths: StatePaths | None = None, *, api_port: int | None = None,
                          f"{paths.tracking_uri}; lifecycle DB (ledger, gateway traffic) {paths.ledger_db}"))
     services.wait_http(f"{airflow_url}/api/v2/monitor/health", timeout=180, what="Airflow API server",
                        log=paths.run_dir / "airflow-api-server.log")
+    if topo:  # it started beside Airflow's migration and components (~30 s of its own)
+        topology.wait_mlflow(topo, paths)
     client = AirflowClient(airflow_url)
     for item in apply_settings(client, ports={"lifecycle_alerts": alerts_port, "lifecycle_gateway": gateway_port},
                                passwords={"lifecycle_gateway": token}):

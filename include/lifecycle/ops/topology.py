@@ -39,7 +39,7 @@ from lifecycle.paths import StatePaths
 DATABASES = ("airflow", "mlflow", "lifecycle")
 ARTIFACT_BUCKET = "mlflow-artifacts"
 #: Celery workers: service name -> (queues, concurrency).
-WORKERS = {"celery-worker-default": ("default", 2), "celery-worker-gpu": ("gpu", 1)}
+WORKERS = {"celery-worker-default": ("default", 4), "celery-worker-gpu": ("gpu", 1)}  # default: as compose
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "lifecycle", "AWS_SECRET_ACCESS_KEY": "lifecycle-local-s3",
            "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -232,7 +232,9 @@ def start_s3(topo: Topology, paths: StatePaths) -> None:
         s3.create_bucket(Bucket=ARTIFACT_BUCKET)
 
 
-def start_mlflow(topo: Topology, paths: StatePaths) -> None:
+def start_mlflow(topo: Topology, paths: StatePaths, wait: bool = True) -> None:
+    """Start the MLflow tracking server; ``wait=False`` returns at once (it takes ~30 s to answer here: call
+    :func:`wait_mlflow` before the first use)."""
     # The backend store URL holds the DB password: an environment variable, not the command line (ps).
     env = {**S3_KEYS, "MLFLOW_S3_ENDPOINT_URL": topo.s3_url,
            "MLFLOW_BACKEND_STORE_URI": topo.pg_url("mlflow", "postgresql+psycopg2")}
@@ -240,12 +242,18 @@ def start_mlflow(topo: Topology, paths: StatePaths) -> None:
                                      "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}",
                                      "--host", "127.0.0.1", "--port", str(topo.mlflow_port), "--workers", "2"],
                    env, paths)
+    if wait:
+        wait_mlflow(topo, paths)
+
+
+def wait_mlflow(topo: Topology, paths: StatePaths) -> None:
     services.wait_http(f"{topo.mlflow_url}/health", timeout=180, what="MLflow tracking server",
                        log=paths.run_dir / "mlflow-server.log")
 
 
-def start_backends(paths: StatePaths, log=print) -> Topology:
-    """Start PostgreSQL, Redis, the S3 endpoint and the MLflow server (idempotent per service)."""
+def start_backends(paths: StatePaths, log=print, wait_mlflow: bool = True) -> Topology:
+    """Start PostgreSQL, Redis, the S3 endpoint and the MLflow server (idempotent per service); with
+    ``wait_mlflow=False`` the MLflow server may still be starting on return (:func:`wait_mlflow`)."""
     topo = Topology.for_state(paths)
     pg_bin = ensure_packages(log)
     for port, what in ((topo.pg_port, "PostgreSQL (LIFECYCLE_PG_PORT)"), (topo.redis_port, "Redis (LIFECYCLE_REDIS_PORT)"),
@@ -261,7 +269,7 @@ def start_backends(paths: StatePaths, log=print) -> Topology:
     start_postgres(topo, paths, pg_bin, log)
     start_redis(topo, paths)
     start_s3(topo, paths)
-    start_mlflow(topo, paths)
+    start_mlflow(topo, paths, wait=wait_mlflow)
     return topo
 
 
