@@ -12,13 +12,14 @@ venv:
 demo: venv
 	@$(PY) -m lifecycle.ops.demo
 
-# Everything CI runs (.ci/run): the unit and DAG tests on two processes (CPU-bound, no clock in their verdicts),
-# then the embedded default's integration suite and the distributed topology's one at a time (their real
-# schedulers, canaries and backfills run on the wall clock: nothing heavy runs beside them).
+# Everything CI runs (.ci/run): ruff; every test whose verdict does not run on the wall clock (unit, DAG and
+# the clock-free integration tests) on two xdist workers, a module per worker; then the `clock` tests (a real
+# scheduler, live traffic, canary windows, backfills: pyproject's markers) one at a time with nothing beside
+# them; then the distributed topology's suite.
 test: venv
 	@$(PY) -m ruff check .
-	@$(PY) -m pytest -n 2 tests/unit tests/dags
-	@$(PY) -m pytest tests/integration
+	@$(PY) -m pytest -n 2 --dist loadscope -m "not clock" tests/unit tests/dags tests/integration
+	@$(PY) -m pytest -m clock tests/integration
 	@$(MAKE) --no-print-directory test-distributed
 
 # The distributed topology (PostgreSQL, Redis, CeleryExecutor with default + gpu workers, MLflow server over
@@ -28,7 +29,7 @@ test-distributed: venv
 	@LIFECYCLE_TOPOLOGY=distributed $(PY) -m pytest tests/distributed
 
 test-unit: venv
-	@$(PY) -m pytest -n 2 tests/unit tests/dags
+	@$(PY) -m pytest -n 2 --dist loadscope tests/unit tests/dags
 
 test-integration: venv
 	@$(PY) -m pytest tests/integration

@@ -15,7 +15,7 @@ from lifecycle.paths import PROJECT_ROOT
 from tests.conftest import check_summary
 
 # ~10 minutes on a quiet 2-core machine; the limits leave room for a loaded one.
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400), pytest.mark.clock]
 LEFT_RUNNING: list[str] = []
 
 

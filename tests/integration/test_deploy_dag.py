@@ -10,7 +10,7 @@ from lifecycle.ledger import Ledger
 from lifecycle.registry.store import CHAMPION, PREVIOUS, Registry
 from tests.conftest import live_lifecycle, set_traffic, states, traffic_of
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.clock]
 FAST_CANARY = {"steps": [20, 100], "min_requests": 40, "min_seconds": 1, "max_seconds": 90, "poll_seconds": 0.5,
                "shadow": {"min_labels": 150, "min_labels_when_moved": 300, "min_seconds": 2, "max_seconds": 90,
                           "min_pairs": 100},

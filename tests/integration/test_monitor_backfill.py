@@ -15,7 +15,7 @@ from lifecycle.ops.services import free_port
 from lifecycle.spec import get_spec
 from tests.integration.test_monitor_dag import champion_with_reference, traffic
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.clock]
 HOUR = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
 DAG = "credit_default__monitor"
 

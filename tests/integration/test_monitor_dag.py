@@ -21,7 +21,7 @@ from lifecycle.paths import PROJECT_ROOT
 from lifecycle.training.packaging import load_model_dir
 from tests.conftest import DAYS, ROW, TOKEN, Server, live_lifecycle, register_versions, states
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.clock]
 HOUR = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 

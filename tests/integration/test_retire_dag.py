@@ -11,7 +11,7 @@ from lifecycle.registry.store import Registry
 from tests.conftest import S3Server, live_lifecycle, states, traffic_of
 from tests.integration.test_archive import BUCKET
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.clock]
 
 
 @pytest.fixture(scope="module")
