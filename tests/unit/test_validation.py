@@ -27,7 +27,8 @@ def test_stable_batch_is_validated_and_published(spec, state):
     ("kind", "expected"),
     [
         pytest.param("missing_column", "income: column is missing", id="missing_column"),
-        pytest.param("wrong_type", "income: dtype", id="wrong_type"),
+        pytest.param("wrong_type", "income: numeric feature: expected numbers (float or integer dtypes), found dtype "
+                     "object", id="wrong_type"),
         pytest.param("out_of_range", "age: ", id="out_of_range"),
         pytest.param("nulls", "income: ", id="nulls"),
     ],
@@ -44,6 +45,24 @@ def test_broken_batch_is_quarantined_with_readable_report(spec, state, kind, exp
     assert validated_batches(spec, DAY, DAY, state) == []
     [event] = Ledger(state.ledger_db).events()
     assert event.event == "batch_quarantined" and expected in event.reason
+
+
+def test_category_codes_stored_as_numbers_are_quarantined_naming_field_types_and_the_way_out(spec, state):
+    """A batch written by other means than `lifecycle land`, with a categorical feature as integer codes: the
+    gate names the field, the expected and the found type, and the rule that lands codes as their labels."""
+    from lifecycle.data.synthetic import generate_batch
+
+    frame = generate_batch(spec, DAY)
+    feature = next(f for f in spec.data.features if f.kind == "categorical")
+    codes = {c: i for i, c in enumerate(feature.categories)}
+    frame[feature.name] = frame[feature.name].map(codes).astype("int64")
+    folder = state.landing(spec.name)
+    folder.mkdir(parents=True)
+    frame.to_parquet(folder / f"{DAY}.parquet", index=False)
+    outcome = gate_batch(spec, DAY, paths=state)
+    assert not outcome.passed
+    assert (f"{feature.name}: categorical feature: expected text (object, string, str, category), found dtype int64; "
+            "category codes stored as numbers: land the file with `lifecycle land MODEL DAY FILE`") in outcome.reason
 
 
 def test_rerun_returns_the_recorded_decision(spec, state):

@@ -122,6 +122,21 @@ def build_suite(spec: ModelSpec):
     return suite
 
 
+def _type_failure(col: str | None, observed: Any, accepted: list[str]) -> str:
+    """A column whose dtype the spec's kind does not accept: the field, what the spec expects, what was found,
+    and the way out. Category codes stored as numbers have an explicit rule: ``lifecycle land`` writes each code
+    as its text label (:func:`lifecycle.data.frames.category_label`: ``3``, not ``3.0``), as the drafted spec's
+    categories are written."""
+    found = str(observed) if observed else "object (mixed or text values)"
+    if set(accepted) == set(TEXT_TYPES):
+        hint = ("; category codes stored as numbers: land the file with `lifecycle land MODEL DAY FILE`, which "
+                "writes each code as its text label (3, not 3.0), or make the feature numeric in the spec"
+                if found in FLOAT_TYPES or found.startswith(("int", "uint", "float")) else "")
+        return f"{col}: categorical feature: expected text ({', '.join(TEXT_TYPES)}), found dtype {found}{hint}"
+    return (f"{col}: numeric feature: expected numbers (float or integer dtypes), found dtype {found}: text or mixed "
+            "values in a number column (a stray header, a unit, a comma as decimal mark?)")
+
+
 def _describe_failure(result: dict[str, Any]) -> str:
     cfg = result["expectation_config"]
     kind, kwargs = cfg["type"], cfg.get("kwargs", {})
@@ -134,8 +149,7 @@ def _describe_failure(result: dict[str, Any]) -> str:
     if kind == "expect_column_to_exist":
         return f"{col}: column is missing"
     if kind == "expect_column_values_to_be_in_type_list":
-        observed = res.get("observed_value") or "object (mixed or text values)"
-        return f"{col}: dtype {observed} is not an accepted type ({', '.join(kwargs.get('type_list', [])[:4])}, ...)"
+        return _type_failure(col, res.get("observed_value"), kwargs.get("type_list", []))
     if "unexpected_percent" in res and res.get("unexpected_count"):
         sample = res.get("partial_unexpected_list", [])[:3]
         what = {
