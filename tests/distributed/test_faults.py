@@ -90,7 +90,7 @@ def test_a_worker_killed_mid_training_is_replaced_and_training_resumes(cluster):
     def new_checkpoints() -> int:
         return len(set(_checkpoints(paths)) - earlier)
 
-    _train(cluster, run_id, epochs=8, overrides=SLOW)
+    _train(cluster, run_id, epochs=6, overrides=SLOW)
     first = _wait_task(cluster, run_id, "train")
     assert first["queue"] == "gpu" and first["try_number"] == 1
     deadline = time.monotonic() + 300

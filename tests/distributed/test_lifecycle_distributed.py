@@ -39,12 +39,14 @@ def test_summary_and_ledger_come_from_the_shared_backends(demo):
     by_event: dict[str, list] = {}
     for e in summary["events"]:
         by_event.setdefault(e["event"], []).append(e)
-    # The short scenario: v1 on week 1, v2 (week 2's broken labels) rolled back, v3 retrained on drift, v1
-    # retired and restored as v4.
-    assert [e["version"] for e in by_event["promoted"]] == ["1", "3"]
-    assert [e["version"] for e in by_event["rolled_back"]] == ["2"]
+    # The short scenario: v1 on week 1, v2 retrained on week 4's drift, canaried (shadow, then the ramp) and
+    # promoted, v1 retired and restored as v3.
+    assert [e["version"] for e in by_event["promoted"]] == ["1", "2"]
+    assert [e["version"] for e in by_event["shadow_verdict"]] == ["2"] and "rolled_back" not in by_event
+    assert {e["version"] for e in by_event["canary_step"]} == {"2"}
     assert len(by_event["drift_detected"]) == len(by_event["retrain_triggered"]) == 1
-    assert [e["version"] for e in by_event["restored"]] == ["4"]
+    assert [e["version"] for e in by_event["retired"]] == ["1"]
+    assert [e["version"] for e in by_event["restored"]] == ["3"]
     import psycopg2
 
     url = f"postgresql://lifecycle:{topo['password']}@127.0.0.1:{topo['pg_port']}/lifecycle"
@@ -53,7 +55,7 @@ def test_summary_and_ledger_come_from_the_shared_backends(demo):
         assert cur.fetchone()[0] == len(summary["events"])
         cur.execute("SELECT weights FROM traffic_history WHERE model = 'credit_default' ORDER BY id DESC LIMIT 1")
         last = json.loads(cur.fetchone()[0])
-        assert {version: w for version, w in last.items() if w} == {"3": 100}, last
+        assert {version: w for version, w in last.items() if w} == {"2": 100}, last
 
 
 def test_summary_passes_the_shared_checker(demo):

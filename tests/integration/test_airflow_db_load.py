@@ -13,7 +13,7 @@ from lifecycle.ops import pgembedded, services
 from lifecycle.ops.services import free_port
 from lifecycle.paths import PROJECT_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.clock]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

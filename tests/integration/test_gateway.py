@@ -14,7 +14,7 @@ from lifecycle.serving.app import Gateway
 from lifecycle.training import flow as tf
 from tests.conftest import ADMIN, DAYS, ROW, TOKEN, Server, gate_days
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.clock]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def registry_with_two_versions(tmp_path_factory, spec):
     """v1 (champion) and v2, trained briefly on four validated days."""

@@ -20,10 +20,11 @@
 9. write the HTML lifecycle report and ``.lifecycle/demo/summary.json``, print the timeline, stop services
    (unless ``KEEP=1``).
 
-``LIFECYCLE_DEMO_SCENARIO=short`` leaves out step 4 (the under-trained candidate), step 6 (week 3) and the stable
-days of week 4 (the monitor watches the first drifted day): every DAG still runs (gate with quarantines, train,
-rollback, monitor, drift-triggered retrain and promotion, retire, restore) in about half the time. The
-distributed test suite uses it.
+``LIFECYCLE_DEMO_SCENARIO=short`` keeps steps 1-3 and 7-9 and leaves out steps 4-6 (the under-trained candidate,
+weeks 2 and 3) and the stable days of week 4 (the monitor watches the first drifted day): the data gate with its
+quarantines, training, the monitor, the drift-triggered retrain canaried (shadow, ramp) and promoted, retirement
+and restore, in less than half the time. The distributed test suite uses it (the embedded suite runs the full
+scenario, where the rollback in shadow is).
 """
 from __future__ import annotations
 
@@ -151,10 +152,18 @@ def gate_week(client, spec: ModelSpec, paths: StatePaths, week: int) -> None:
 
 def train(client, spec: ModelSpec, paths: StatePaths, run_id: str, last_day: dt.date, conf: dict) -> None:
     """Trigger the train DAG for the window ending ``last_day`` and report the registry outcome."""
-    train_id = f"{spec.name}__train"
+    finish_train(client, spec, paths, start_train(client, spec, run_id, last_day, conf))
+
+
+def start_train(client, spec: ModelSpec, run_id: str, last_day: dt.date, conf: dict) -> str:
+    """Trigger the train DAG for the window ending ``last_day``; don't wait (:func:`finish_train`)."""
     interval = (_utc(last_day, 2), _utc(last_day + dt.timedelta(1), 2))
-    client.trigger(train_id, run_id=run_id, interval=interval, conf=conf)
-    result = client.wait(train_id, run_id, timeout=900)
+    return client.trigger(f"{spec.name}__train", run_id=run_id, interval=interval, conf=conf)
+
+
+def finish_train(client, spec: ModelSpec, paths: StatePaths, run_id: str) -> None:
+    """Wait for a train run and report the registry outcome (the gate's reason)."""
+    result = client.wait(f"{spec.name}__train", run_id, timeout=900)
     _expect_success(client, result, paths)
     last = Ledger(paths.ledger_db).events(spec.name)
     gate = next((e for e in reversed(last) if e.event in ("gate_passed", "gate_rejected") and e.run_id == run_id),
@@ -310,21 +319,24 @@ def run(keep: bool = False, keep_state: bool = False, short: bool = False) -> in
         wait_serving(stack.gateway_url, spec.name, clients.applicants[0][0])
         clients.start()
         try:
-            if not short:
-                train(client, spec, paths, "demo_train_undertrained", last + dt.timedelta(1), {
+            if short:  # the distributed suite: no under-trained candidate, no week 2 or 3
+                gate_week(client, spec, paths, 4)
+            else:
+                # The under-trained candidate (on week 1's batches again: force) trains while week 2 is gated.
+                undertrained = start_train(client, spec, "demo_train_undertrained", last, {
                     "reason": "demo: deliberately under-trained candidate (1 epoch, tiny learning rate)",
                     "force": True, "epochs": 1, "overrides": {"learning_rate": 0.00005}})
+                gating = land_week(client, spec, paths, 2)
+                finish_train(client, spec, paths, undertrained)
+                finish_gate(client, spec, paths, gating)
+                say("week 2: the label join upstream broke; batches still pass the data gate")
+                train(client, spec, paths, "demo_train_week2", week_days(2)[-1],
+                      {"reason": "demo: nightly retrain on week 2 (silently mislabelled)"})
+                # Batches keep arriving while a deploy runs: the next week's data gate runs beside the canary.
+                gating = land_week(client, spec, paths, 3)
+                canary(client, deploy_id, paths, after="demo_train_week2")
+                finish_gate(client, spec, paths, gating)
 
-            gate_week(client, spec, paths, 2)
-            say("week 2: the label join upstream broke; batches still pass the data gate")
-            train(client, spec, paths, "demo_train_week2", week_days(2)[-1],
-                  {"reason": "demo: nightly retrain on week 2 (silently mislabelled)"})
-            # Batches keep arriving while a deploy runs: the next week's data gate runs beside the canary.
-            gating = land_week(client, spec, paths, 4 if short else 3)
-            canary(client, deploy_id, paths, after="demo_train_week2")
-            finish_gate(client, spec, paths, gating)
-
-            if not short:
                 train(client, spec, paths, "demo_train_week3", week_days(3)[-1],
                       {"reason": "demo: nightly retrain on week 3 (clean data)"})
                 gating = land_week(client, spec, paths, 4)

@@ -128,18 +128,26 @@ def running(paths: StatePaths | None = None) -> list[str]:
 
 
 def stop_all(paths: StatePaths | None = None) -> list[str]:
+    """Stop every service of the state folder, in three waves: Airflow's scheduler first (so it starts no new
+    task process while the rest goes down); then every other client of the backends at once (each stop waits
+    up to its timeout for its process tree: in parallel, the slowest sets the pace, not their sum); then the
+    backends of the distributed topology (MLflow, S3, Redis), and PostgreSQL last, after all of its clients."""
+    from concurrent.futures import ThreadPoolExecutor
+
     paths = paths or StatePaths.current()
     if not paths.run_dir.exists():
         return []
+    backends = ("mlflow-server", "s3", "redis")
+    databases = ("postgres", "airflow-postgres")
+    names = sorted(p.stem for p in paths.run_dir.glob("*.pid"))
+    waves = [[n for n in names if n == "airflow-scheduler"],
+             [n for n in names if n != "airflow-scheduler" and n not in backends + databases],
+             [n for n in names if n in backends], [n for n in names if n in databases]]
     stopped = []
-    # Airflow's scheduler first, so it does not start new task processes while the rest goes down; the
-    # backends of the distributed topology (PostgreSQL, Redis, S3, MLflow) last, after their clients.
-    last = ("mlflow-server", "s3", "redis", "postgres", "airflow-postgres")
-    names = sorted((p.stem for p in paths.run_dir.glob("*.pid")),
-                   key=lambda n: (n != "airflow-scheduler", last.index(n) if n in last else -1, n))
-    for name in names:
-        if stop(name, paths):
-            stopped.append(name)
+    with ThreadPoolExecutor(max(len(names), 1)) as pool:
+        for wave in waves:
+            stopped += [name for name, done in zip(wave, pool.map(lambda n: stop(n, paths), wave), strict=True)
+                        if done]
     return stopped
 
 
