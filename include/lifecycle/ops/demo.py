@@ -322,10 +322,11 @@ def run(keep: bool = False, keep_state: bool = False, short: bool = False) -> in
             if short:  # the distributed suite: no under-trained candidate, no week 2 or 3
                 gate_week(client, spec, paths, 4)
             else:
-                # The under-trained candidate (on week 1's batches again: force) trains while week 2 is gated.
-                undertrained = start_train(client, spec, "demo_train_undertrained", last, {
+                # The under-trained candidate trains on week 1's batches again (as_of: its window does not
+                # depend on how far week 2's gate, running meanwhile, has got; force: the same batches as v1).
+                undertrained = start_train(client, spec, "demo_train_undertrained", last + dt.timedelta(1), {
                     "reason": "demo: deliberately under-trained candidate (1 epoch, tiny learning rate)",
-                    "force": True, "epochs": 1, "overrides": {"learning_rate": 0.00005}})
+                    "as_of": last.isoformat(), "force": True, "epochs": 1, "overrides": {"learning_rate": 0.00005}})
                 gating = land_week(client, spec, paths, 2)
                 finish_train(client, spec, paths, undertrained)
                 finish_gate(client, spec, paths, gating)
