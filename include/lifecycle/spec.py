@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,18 +22,91 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from lifecycle.paths import specs_dir
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
-METRICS = ("roc_auc", "f1", "precision", "recall", "log_loss", "calibration_error", "accuracy")
+#: The metrics the gate may name, per task (:mod:`lifecycle.training.evaluation` computes them): a binary classifier
+#: (as ever), a multiclass classifier (``macro_f1``: the mean F1 over the classes present in the rows or predicted;
+#: plus ``recall.<class>`` for each class of ``data.classes``: :data:`CLASS_RECALL`) and a regression model (``rmse``
+#: and ``mae`` in target units).
+BINARY_METRICS = ("roc_auc", "f1", "precision", "recall", "log_loss", "calibration_error", "accuracy")
+MULTICLASS_METRICS = ("accuracy", "macro_f1", "log_loss", "rows")
+REGRESSION_METRICS = ("rmse", "mae", "r2", "rows")
+#: Prefix of a multiclass model's per-class recall: ``recall.<class>`` (the class as text: ``recall.2``).
+CLASS_RECALL = "recall."
+#: The binary metrics (the name this tuple had before the other tasks existed).
+METRICS = BINARY_METRICS
 #: Metrics where lower is better; the gate flips its comparisons for these.
-LOWER_IS_BETTER = frozenset({"log_loss", "calibration_error"})
-Metric = Literal["roc_auc", "f1", "precision", "recall", "log_loss", "calibration_error", "accuracy"]
+LOWER_IS_BETTER = frozenset({"log_loss", "calibration_error", "rmse", "mae"})
+
+#: What the target is. See :attr:`ModelSpec.task`.
+Task = Literal["binary", "multiclass", "regression"]
+TASK_METRICS: dict[str, tuple[str, ...]] = {"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS,
+                                            "regression": REGRESSION_METRICS}
+#: The gate a spec gets for each of ``gate.thresholds`` and ``gate.max_regression`` it leaves out, per task.
+#: Binary: :class:`GatePolicy`'s own defaults (as they have always been). Multiclass: macro F1 at least 0.5 and at
+#: most 0.01 below the champion's. Regression: R^2 at least 0 (the model does no worse than predicting the mean of
+#: the held-out target) and at most 0.01 below the champion's. The regression slack is on R^2, not on rmse: a slack
+#: on rmse would be in target units, which no default can know, and the gate's slack is absolute; an R^2 drop of
+#: 0.01 is the candidate's squared error exceeding the champion's by 1% of the target's variance on the same rows.
+TASK_GATE_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
+    "binary": {"thresholds": {"roc_auc": 0.7}, "max_regression": {"roc_auc": 0.005}},
+    "multiclass": {"thresholds": {"macro_f1": 0.5}, "max_regression": {"macro_f1": 0.01}},
+    "regression": {"thresholds": {"r2": 0.0}, "max_regression": {"r2": 0.01}},
+}
+_ANY_METRIC = frozenset(BINARY_METRICS + MULTICLASS_METRICS + REGRESSION_METRICS)
+_METRIC_HELP = ("Input should be a metric: binary: " + ", ".join(BINARY_METRICS) + "; multiclass: "
+                + ", ".join(MULTICLASS_METRICS) + f", {CLASS_RECALL}<class>; regression: "
+                + ", ".join(REGRESSION_METRICS))
+
+
+def _known_metric(name: str) -> str:
+    """A metric of some task (whether of the spec's own task is checked by :class:`ModelSpec`, which knows it)."""
+    if name in _ANY_METRIC or (name.startswith(CLASS_RECALL) and len(name) > len(CLASS_RECALL)):
+        return name
+    raise PydanticCustomError("metric_name", _METRIC_HELP)
+
+
+#: A metric name in a gate: one of a task's metrics (:data:`TASK_METRICS`) or ``recall.<class>``.
+Metric = Annotated[str, AfterValidator(_known_metric)]
+
+
+def task_metrics(task: str, classes: list[str | int] | None = None) -> list[str]:
+    """The metric names a model of ``task`` has (a multiclass one: also ``recall.<class>`` per class)."""
+    names = list(TASK_METRICS[task])
+    if task == "multiclass":
+        names += [f"{CLASS_RECALL}{c}" for c in classes or []]
+    return names
+
+
+def metric_problem(task: str, metric: str, classes: list[str | int] | None = None) -> str | None:
+    """Why ``metric`` cannot be gated on for a model of ``task`` (None when it can). ``classes`` (a multiclass
+    spec's ``data.classes``; None when unknown) must hold the class a ``recall.<class>`` names."""
+    if metric in TASK_METRICS[task]:
+        return None
+    if task == "multiclass" and metric.startswith(CLASS_RECALL) and len(metric) > len(CLASS_RECALL):
+        name = metric[len(CLASS_RECALL):]
+        if classes is None or name in {str(c) for c in classes}:
+            return None
+        return f"{name!r} is not one of data.classes {[str(c) for c in classes]}"
+    names = list(TASK_METRICS[task]) + ([f"{CLASS_RECALL}<class>"] if task == "multiclass" else [])
+    return f"not a {task} metric ({', '.join(names)})"
 
 
 class SpecError(ValueError):
     """A spec file that cannot be used; the message names the file, the field and the problem."""
+
+
+class FieldProblems(ValueError):
+    """Problems a validator of a parent model finds below the field it validates (``problems``: (location below
+    that field, message) pairs). :func:`load_spec` reports each at its own field, one line each
+    (``gate.thresholds.roc_auc: not a regression metric (...)``); elsewhere the message lists them."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(str(p) for p in loc)}: {msg}" for loc, msg in problems))
 
 
 class _Strict(BaseModel):
@@ -81,7 +155,8 @@ class Feature(_Strict):
 
 
 class GeneratorConfig(_Strict):
-    """Knobs of the synthetic batch generator (demo and tests); production specs read real batches."""
+    """Knobs of the synthetic batch generator (demo and tests); production specs read real batches. The target it
+    writes follows the spec's task (:func:`lifecycle.data.synthetic.generate_batch`)."""
 
     kind: Literal["credit_default"] = "credit_default"
     seed: int = 7
@@ -94,9 +169,39 @@ class DataSpec(_Strict):
     #: stable across runs, and identical rows always land on the same side (no leakage between train and test).
     id_column: str | None = None
     target: str
+    #: The target's class values as they appear in the data, text or whole numbers: required for a multiclass
+    #: model (at least 3, distinct as text), refused for the other tasks. Their order is the model's: its output k
+    #: is the probability of ``classes[k]``. A target value is a class when their text forms match
+    #: (:func:`lifecycle.data.frames.category_label`: ``2``, ``2.0`` and ``"2"`` are all class ``2``).
+    classes: list[str | int] | None = None
     features: Annotated[list[Feature], Field(min_length=1)]
     #: The synthetic demo generator; absent for a model fed real batches (``lifecycle land MODEL DAY FILE``).
     generator: GeneratorConfig | None = None
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _class_values(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            for i, c in enumerate(value):
+                if isinstance(c, bool) or not isinstance(c, str | int):
+                    raise ValueError(f"class {i} ({c!r}) must be text or a whole number, as the target holds it")
+                if isinstance(c, str) and not c.strip():
+                    raise ValueError(f"class {i} is empty text")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _three_distinct_classes(cls, value: list[str | int] | None) -> list[str | int] | None:
+        if value is None:
+            return value
+        text = [str(c) for c in value]
+        dupes = sorted({t for t in text if text.count(t) > 1})
+        if dupes:
+            raise ValueError(f"classes must be distinct (as text): {dupes} appear more than once")
+        if len(value) < 3:
+            raise ValueError(f"a multiclass model needs at least 3 classes, got {len(value)} {text}: a target of two "
+                             "values is task binary (0/1)")
+        return value
 
     @field_validator("features")
     @classmethod
@@ -252,11 +357,14 @@ class Slice(_Strict):
 class GatePolicy(_Strict):
     """Promotion thresholds. A candidate passes when every check holds."""
 
-    #: Absolute floors (for lower-is-better metrics: ceilings), e.g. ``roc_auc: 0.7``, ``log_loss: 0.45``.
-    thresholds: dict[Metric, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
+    #: Absolute floors (for lower-is-better metrics: ceilings), e.g. ``roc_auc: 0.7``, ``log_loss: 0.45``. Every
+    #: metric named here, in ``max_regression`` and in ``slice_thresholds`` must be one of the spec's task
+    #: (:data:`TASK_METRICS`); the defaults are the binary task's, a multiclass or regression spec that leaves
+    #: ``thresholds`` or ``max_regression`` out gets its task's (:data:`TASK_GATE_DEFAULTS`).
+    thresholds: dict[Metric, float] = Field(default_factory=lambda: dict(TASK_GATE_DEFAULTS["binary"]["thresholds"]))
     #: Largest allowed regression against the champion on the same held-out rows.
     max_regression: dict[Metric, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {"roc_auc": 0.005}
+        default_factory=lambda: dict(TASK_GATE_DEFAULTS["binary"]["max_regression"])
     )
     #: Floors every slice with enough rows must meet.
     slice_thresholds: dict[Metric, float] = Field(default_factory=dict)
@@ -484,19 +592,17 @@ class AlertConfig(_Strict):
     email_to: list[str] = Field(default_factory=list)
 
 
-#: What the target is. See :attr:`ModelSpec.task`.
-Task = Literal["binary", "multiclass", "regression"]
-
-
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str
     owner: str = "ml-platform"
     #: Registered model name in MLflow; defaults to ``name``.
     registered_model: str | None = None
-    #: What the target is: ``binary`` (two classes, the default), ``multiclass`` or ``regression``. Recorded
-    #: (``lifecycle init`` guesses it from the data) but used by nothing else yet: training, the promotion gate's
-    #: metrics, serving and monitoring treat every model as a binary classifier of a 0/1 target.
+    #: What the target is (``lifecycle init`` guesses it from the data): ``binary`` (a 0/1 target, the default),
+    #: ``multiclass`` (one of ``data.classes``) or ``regression`` (a number). Training (the network's head and
+    #: loss), the offline evaluation's metrics and the promotion gate follow it (the gate's metric names must be the
+    #: task's: :data:`TASK_METRICS`); serving, the canary and monitoring still treat every model as a binary
+    #: classifier of a 0/1 target.
     task: Task = "binary"
     data: DataSpec
     expectations: list[Expectation] = Field(default_factory=list)
@@ -510,6 +616,53 @@ class ModelSpec(_Strict):
     retirement: RetirementPolicy = RetirementPolicy()
     alerts: AlertConfig = AlertConfig()
     tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_gate_defaults(cls, raw: Any) -> Any:
+        """A multiclass or regression spec gets its task's ``gate.thresholds`` / ``gate.max_regression``
+        (:data:`TASK_GATE_DEFAULTS`) for each it leaves out; a binary one keeps :class:`GatePolicy`'s (the same)."""
+        if not isinstance(raw, dict) or raw.get("task") not in ("multiclass", "regression"):
+            return raw
+        defaults = TASK_GATE_DEFAULTS[raw["task"]]
+        gate = raw.get("gate", {})
+        if isinstance(gate, dict):
+            missing = {k: dict(v) for k, v in defaults.items() if k not in gate}
+            return {**raw, "gate": {**gate, **missing}} if missing else raw
+        if isinstance(gate, GatePolicy):
+            missing = {k: dict(v) for k, v in defaults.items() if k not in gate.model_fields_set}
+            return {**raw, "gate": gate.model_copy(update=missing)} if missing else raw
+        return raw  # anything else: reported at gate
+
+    @field_validator("data")
+    @classmethod
+    def _classes_fit_the_task(cls, data: DataSpec, info: ValidationInfo) -> DataSpec:
+        task = info.data.get("task")
+        if task == "multiclass" and data.classes is None:
+            raise FieldProblems([(("classes",), "required for task multiclass: list the target's class values as "
+                                               "they appear in the data (at least 3)")])
+        if task in ("binary", "regression") and data.classes is not None:
+            raise FieldProblems([(("classes",), f"only a multiclass model has classes (this spec's task is {task}): "
+                                               "remove data.classes")])
+        return data
+
+    @field_validator("gate")
+    @classmethod
+    def _gate_metrics_fit_the_task(cls, gate: GatePolicy, info: ValidationInfo) -> GatePolicy:
+        task: str | None = info.data.get("task")
+        if task is None:  # reported at task already
+            return gate
+        data: DataSpec | None = info.data.get("data")
+        classes = data.classes if data is not None else None
+        problems = []
+        for part in ("thresholds", "max_regression", "slice_thresholds"):
+            for metric in getattr(gate, part):
+                why = metric_problem(task, metric, classes)
+                if why is not None:
+                    problems.append(((part, metric), why))
+        if problems:
+            raise FieldProblems(problems)
+        return gate
 
     @field_validator("slices")
     @classmethod
@@ -546,6 +699,10 @@ def _describe(err: ValidationError, path: Path) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        found = (e.get("ctx") or {}).get("error")
+        if isinstance(found, FieldProblems):  # each problem at its own field
+            lines += [f"{path}: {'.'.join(str(p) for p in (*e['loc'], *loc))}: {msg}" for loc, msg in found.problems]
+            continue
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; extra fields are refused)"

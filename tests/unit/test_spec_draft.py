@@ -245,12 +245,17 @@ def test_init_writes_the_spec_and_refuses_to_overwrite(specs, tmp_path, capsys):
     assert load_spec(specs / "acme.yaml").task == "binary"
     before = (specs / "acme.yaml").read_text()
     code, out = _run(capsys, "init", "acme", "--from", str(source), "--target", "default", "--id", "customer_id",
-                     "--task", "multiclass")
+                     "--task", "regression")
     assert code == 1 and "acme.yaml exists: pass --force" in out
     assert (specs / "acme.yaml").read_text() == before
     code, out = _run(capsys, "init", "acme", "--from", str(source), "--target", "default", "--id", "customer_id",
+                     "--task", "regression", "--force")
+    assert code == 0 and load_spec(specs / "acme.yaml").task == "regression"
+    # a 0/1 target is no multiclass target (a multiclass model needs at least 3 classes)
+    code, out = _run(capsys, "init", "acme", "--from", str(source), "--target", "default", "--id", "customer_id",
                      "--task", "multiclass", "--force")
-    assert code == 0 and load_spec(specs / "acme.yaml").task == "multiclass"
+    assert code == 1 and "a multiclass model needs at least 3" in out
+    assert load_spec(specs / "acme.yaml").task == "regression"
     code, out = _run(capsys, "init", "acme", "--from", str(source), "--target", "default", "--id", "customer_id",
                      "--out", str(tmp_path / "other.yaml"))
     assert code == 1 and "file name must be its model name: acme.yaml" in out

@@ -28,11 +28,13 @@ How a draft reads the sample (the same rules are written as a comment at the top
 - **Missing share** (``max_missing``): 0 when the column is never missing in the sample (a missing value then
   quarantines the batch), else the observed share plus 0.05, rounded up to hundredths, at most 0.95.
 - **Task** (when not given): 2 distinct target values -> ``binary``; a non-float target with at most 20
-  distinct values -> ``multiclass``; else ``regression``.
+  distinct values -> ``multiclass``; else ``regression``. A multiclass draft lists the sample's target values as
+  ``data.classes`` (sorted; whole numbers as numbers, anything else as text) and needs at least 3 of them.
+- **Gate**: the task's default floors and largest regression (:data:`lifecycle.spec.TASK_GATE_DEFAULTS`).
 - **Id column** (when not given): the one column that is text unique per row and never missing; none, or
   several: no id column (``id_column: null``), and training splits rows by a hash of their values
   (:func:`lifecycle.training.flow.row_keys`); pass ``--id`` to use one.
-- **Everything else** (training, gate, slices, schedules, serving, canary, monitoring): the platform's defaults,
+- **Everything else** (training, slices, schedules, serving, canary, monitoring): the platform's defaults,
   with one slice per categorical feature of at most 10 categories.
 
 The landing contract (what :func:`land_file` writes, what the data gate reads): one Parquet file per model and
@@ -56,7 +58,7 @@ import yaml
 from lifecycle.data.frames import batch_name, category_label
 from lifecycle.fileio import atomic_write
 from lifecycle.paths import StatePaths
-from lifecycle.spec import NAME_PATTERN, ModelSpec, Task
+from lifecycle.spec import NAME_PATTERN, TASK_GATE_DEFAULTS, ModelSpec, Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -341,6 +343,14 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+def _class_value(v: Any) -> str | int:
+    """A target value as a class of ``data.classes``: whole numbers (also floats) as numbers, anything else as
+    text (:func:`category_label`)."""
+    if isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer():
+        return int(v)
+    return category_label(v) or ""
+
+
 def _find(frame_names: dict[Any, str], wanted: str, option: str, source: str | Path) -> Any:
     """The file's column for ``--target`` / ``--id`` given by its name in the file or its spec name."""
     for col in frame_names:
@@ -406,9 +416,17 @@ def draft_spec(model: str, frame: pd.DataFrame, target: str, *, id_column: str |
         warnings.append(f"target {str(target_col)!r} is missing on {int(y.isna().sum())} rows of the sample: the "
                         "data gate quarantines a batch with any missing target")
     labels = sorted({_plain(v) for v in y.dropna().unique()}, key=lambda v: (str(type(v)), v))
+    classes = None
+    if task == "multiclass":
+        classes = [_class_value(v) for v in labels]
+        if len(classes) < 3:
+            raise DraftError(f"{source}: target {str(target_col)!r} takes {len(classes)} distinct value(s) in the "
+                             f"sample ({', '.join(str(c) for c in classes)}): a multiclass model needs at least 3 "
+                             "(two values: task binary, mapped to 0/1)")
     if task != "binary":
-        warnings.append(f"task {task}: recorded in the spec, but training, the promotion gate and serving treat "
-                        "every model as a binary classifier of a 0/1 target today")
+        warnings.append(f"task {task}: training, the offline evaluation and the promotion gate follow it, but "
+                        "serving, the canary and monitoring still treat every model as a binary classifier of a "
+                        "0/1 target")
     elif set(labels) - {0, 1}:
         warnings.append(f"target {str(target_col)!r} takes the values {labels}: training reads a binary target as "
                         "0/1; map the two values to 0 and 1 in your batches")
@@ -436,12 +454,13 @@ def draft_spec(model: str, frame: pd.DataFrame, target: str, *, id_column: str |
         "owner": "ml-platform",
         "tags": ["drafted"],
         "task": task,
-        "data": {"id_column": id_name, "target": target_name, "features": features},
+        "data": {"id_column": id_name, "target": target_name, **({"classes": classes} if classes else {}),
+                 "features": features},
         "expectations": expectations,
         "training": {"window_days": 7, "min_rows": 500, "epochs": 30, "batch_size": 256, "learning_rate": 0.003,
                      "hidden_units": [64, 32], "dropout": 0.1, "patience": 4, "seed": 42, "device": "auto",
                      "holdout_fraction": 0.2, "validation_fraction": 0.15},
-        "gate": {"thresholds": {"roc_auc": 0.7}, "max_regression": {"roc_auc": 0.005}, "min_slice_rows": 100},
+        "gate": {**{k: dict(v) for k, v in TASK_GATE_DEFAULTS[task].items()}, "min_slice_rows": 100},
         "slices": slices,
         "schedules": {"data_gate": "@daily", "train": "0 2 * * *", "monitor": "@hourly"},
         "serving": {"max_batch_rows": 1000, "sticky_key": None, "out_of_spec": "reject",
@@ -474,15 +493,15 @@ _RULES = [
     "infinite numbers; whole numbers unique per row that are consecutive (row numbers) or named like an id; "
     "dates, times and other types",
     f"task: 2 distinct target values -> binary; a non-float target with at most {MULTICLASS_MAX_DISTINCT} distinct "
-    "values -> multiclass; else regression",
+    "values -> multiclass (its values, at least 3, become data.classes); else regression",
 ]
 
 #: Comment lines are wrapped at this width.
 _WIDTH = 116
 
 _SECTION_COMMENTS = {
-    "task": "Guessed from the target ({note}). Recorded only: training, the promotion gate and serving treat every "
-            "model as a binary classifier of a 0/1 target today.",
+    "task": "Guessed from the target ({note}). Training, the offline evaluation and the promotion gate follow it; "
+            "serving, the canary and monitoring treat every model as a binary classifier of a 0/1 target today.",
     "data": "The batch schema the data gate checks (columns, types, ranges, categories, missing shares) and "
             "training reads. Id column: {id_note}.",
     "expectations": "Checks beyond the schema (Great Expectations, by name): the target values seen in the sample "
@@ -555,7 +574,8 @@ def render(draft: Draft) -> str:
     lines += ["", *_comment(_SECTION_COMMENTS["task"].format(note=draft.task_note)), f"task: {_flow(spec['task'])}"]
     data = spec["data"]
     lines += ["", *_comment(_SECTION_COMMENTS["data"].format(id_note=draft.id_note)), "data:",
-              f"  id_column: {_flow(data['id_column'])}", f"  target: {_flow(data['target'])}", "  features:"]
+              f"  id_column: {_flow(data['id_column'])}", f"  target: {_flow(data['target'])}",
+              *([f"  classes: {_flow(data['classes'])}"] if "classes" in data else []), "  features:"]
     for col in draft.features:
         lines += [*_comment(col.note, "    "), f"    - {_flow(col.feature)}"]
     if draft.left_out:

@@ -3,15 +3,32 @@
 Each day's batch depends only on (spec seed, date, scenario), so any day can be regenerated on its own.
 The label follows a fixed, non-linear risk function of the features; scenarios bend either the features
 (covariate drift), the risk function (concept drift) or the schema (broken batch), the way real feeds break.
+
+One applicant population, one target per task: the spec's ``task`` picks what :func:`generate_batch` writes in
+its target column. All three read the same risk, ``logit`` (:func:`default_logit`), and the same uniform draw per
+row ``u``, so the features, ids and scenarios are the same whatever the task, and a binary batch is exactly what
+it always was:
+
+- ``binary``: default within 12 months, ``1`` when ``u < sigmoid(logit)`` (the latent ``logit - logit(u)`` is
+  positive), else ``0``;
+- ``multiclass``: a risk tier, ``data.classes[k]`` for the k-th of K bands of the latent ``z = logit - 0.5 logit(u)``
+  (half the binary label's noise; :func:`tier_cuts`: the bands are equally likely in the stable population, so
+  covariate and concept drift move the mix of tiers);
+- ``regression``: a loss amount in USD, ``loan_amount * LOSS_GIVEN_DEFAULT * sigmoid(z)`` rounded to cents: the
+  loss on the loan, with noise.
+
+The tests' example specs of the other tasks (``tests/fixtures/specs/``) use this generator; ``include/models/``
+holds only the binary ``credit_default`` (every spec there becomes DAGs).
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -104,6 +121,8 @@ def _features(rng: np.random.Generator, n: int, drift: float) -> dict[str, np.nd
 
 
 INTERCEPT, SHARPNESS = -3.3, 1.7
+#: Share of the loan lost when the applicant defaults (the regression target's scale).
+LOSS_GIVEN_DEFAULT = 0.45
 
 
 def default_logit(f: dict[str, np.ndarray], concept: float = 0.0) -> np.ndarray:
@@ -130,8 +149,40 @@ def default_logit(f: dict[str, np.ndarray], concept: float = 0.0) -> np.ndarray:
     return INTERCEPT + SHARPNESS * risk
 
 
+def _logit_u(u: np.ndarray) -> np.ndarray:
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    return np.log(u) - np.log1p(-u)
+
+
+@functools.lru_cache(maxsize=16)
+def tier_cuts(k: int) -> tuple[float, ...]:
+    """The k - 1 edges of the latent risk ``z`` between k equally likely risk tiers of the stable population
+    (estimated once from 50,000 rows of a fixed seed)."""
+    rng = np.random.default_rng(20260101)
+    f = _features(rng, 50_000, 0.0)
+    z = default_logit(f) - 0.5 * _logit_u(rng.random(50_000))
+    return tuple(float(q) for q in np.quantile(z, np.arange(1, k) / k))
+
+
+def _target(spec: ModelSpec, f: dict[str, np.ndarray], logit: np.ndarray, u: np.ndarray) -> Any:
+    """The target column of the spec's task (the module docstring)."""
+    import pandas as pd
+
+    z = logit - 0.5 * _logit_u(u)
+    if spec.task == "multiclass":
+        classes = list(spec.data.classes or [])
+        tier = np.searchsorted(np.array(tier_cuts(len(classes))), z, side="right")
+        if all(isinstance(c, int) for c in classes):
+            return np.asarray(classes, dtype="int64")[tier]
+        return pd.array(np.asarray([str(c) for c in classes], dtype=object)[tier], dtype="string")
+    if spec.task == "regression":
+        return (f["loan_amount"] * LOSS_GIVEN_DEFAULT / (1 + np.exp(-z))).round(2)
+    return (u < 1 / (1 + np.exp(-logit))).astype("int64")
+
+
 def generate_batch(spec: ModelSpec, day: dt.date, scenario: Scenario | None = None) -> pd.DataFrame:
-    """One day's batch as a DataFrame with the spec's id, features and target (and scenario damage)."""
+    """One day's batch as a DataFrame with the spec's id, features and target (and scenario damage); the target
+    follows the spec's task (the module docstring)."""
     import pandas as pd
 
     scenario = scenario or Scenario()
@@ -143,8 +194,8 @@ def generate_batch(spec: ModelSpec, day: dt.date, scenario: Scenario | None = No
     drift = scenario.severity if scenario.kind == "covariate_drift" else 0.0
     concept = scenario.severity if scenario.kind == "concept_drift" else 0.0
     f = _features(rng, n, drift)
-    p = 1 / (1 + np.exp(-default_logit(f, concept)))
-    target = (rng.random(n) < p).astype("int64")
+    logit = default_logit(f, concept)
+    u = rng.random(n)  # the draw that decides the target (a binary batch: default when u < sigmoid(logit))
     ids = rng.integers(0, 10_000_000, n)
     frame = pd.DataFrame({spec.data.id_column: [f"C{i:07d}" for i in ids]})
     for feat in spec.data.features:
@@ -161,7 +212,7 @@ def generate_batch(spec: ModelSpec, day: dt.date, scenario: Scenario | None = No
         if feat.max_missing > 0:  # realistic missingness: a fraction of the allowed share
             mask = rng.random(n) < feat.max_missing * 0.4
             frame.loc[mask, feat.name] = None
-    frame[spec.data.target] = target
+    frame[spec.data.target] = _target(spec, f, logit, u)
     if scenario.kind == "broken":
         frame = _break(frame, spec, scenario.broken, rng)
     return frame

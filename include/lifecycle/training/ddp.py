@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             dist.broadcast_object_list(folder, src=0)
             if folder[0] is not None:  # None: rank 0 found the run already finished
                 train(tf.hyper(cfg), data.x_train, data.y_train, data.x_val, data.y_val,
-                      checkpoint_dir=Path(folder[0]))
+                      checkpoint_dir=Path(folder[0]), **data.target.head())
         dist.barrier()
     finally:
         dist.destroy_process_group()

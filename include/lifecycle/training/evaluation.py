@@ -1,15 +1,22 @@
 """Offline evaluation: metrics on held-out rows, overall and per slice named in the spec.
 
+The metrics follow the model's task (:func:`evaluate` dispatches on it): a binary classifier's
+(:func:`binary_metrics`: ROC AUC, F1, precision, recall, accuracy, log loss, calibration error, rows, positive
+rate), a multiclass classifier's (:func:`multiclass_metrics`: accuracy, macro F1, log loss, rows and
+``recall.<class>`` per class) or a regression model's (:func:`regression_metrics`: RMSE, MAE, R^2, rows; RMSE and
+MAE in target units). scikit-learn computes them.
+
 Undefined metrics. Real held-out rows have tiny slices, single-class slices and constant scores: ROC AUC needs
-both classes, recall a positive label, precision a positive prediction, F1 either, every other metric one row. A
-metric that is undefined on its rows is ``None`` (JSON null), never NaN or infinity (Airflow refuses NaN in XCom),
-and its reason sits next to the metrics under the reserved key ``"undefined"`` (:data:`UNDEFINED`)::
+both classes, recall a positive label, precision a positive prediction, F1 either, every other metric one row;
+a class's recall needs a row of that class; R^2 two rows and a target that is not constant. A metric that is
+undefined on its rows is ``None`` (JSON null), never NaN or infinity (Airflow refuses NaN in XCom), and its
+reason sits next to the metrics under the reserved key ``"undefined"`` (:data:`UNDEFINED`)::
 
     {"roc_auc": None, "accuracy": 1.0, ..., "rows": 1.0,
      "undefined": {"roc_auc": "one class (all negative) in the 1 row of slice region=west"}}
 
-The key is present only when some metric is undefined, so every metrics mapping (one per :func:`binary_metrics`
-call: ``Evaluation.overall`` and each of ``Evaluation.slices``) serialises with ``json.dumps(...,
+The key is present only when some metric is undefined, so every metrics mapping (one per call of the task's
+metrics function: ``Evaluation.overall`` and each of ``Evaluation.slices``) serialises with ``json.dumps(...,
 allow_nan=False)`` and every ``None`` in it has a reason. :func:`metric_value`, :func:`undefined_reason` and
 :func:`defined_metrics` read such a mapping; :class:`Evaluation` reads back evaluations stored before the
 reasons existed (NaN floats) as ``None`` with a reason saying so. The promotion gate
@@ -24,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lifecycle.spec import CLASS_RECALL, MULTICLASS_METRICS, REGRESSION_METRICS
+from lifecycle.training.preprocessing import class_indices, target_numbers
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -34,6 +44,12 @@ UNDEFINED = "undefined"
 #: The metrics :func:`binary_metrics` computes, in the order it reports them.
 METRIC_NAMES = ("roc_auc", "f1", "precision", "recall", "accuracy", "log_loss", "calibration_error", "rows",
                 "positive_rate")
+#: The metrics :func:`multiclass_metrics` computes besides ``recall.<class>`` per class, and those
+#: :func:`regression_metrics` computes.
+MULTICLASS_METRIC_NAMES = MULTICLASS_METRICS
+REGRESSION_METRIC_NAMES = REGRESSION_METRICS
+#: The metric each task's log lines and registry tag lead with.
+HEADLINE = {"binary": "roc_auc", "multiclass": "macro_f1", "regression": "r2"}
 #: Clip of the probabilities for log loss (a probability of exactly 0 or 1 would give an infinite loss).
 EPSILON = 1e-7
 _LEGACY = ("stored as {value}, not a finite number (an evaluation written before undefined metrics carried a "
@@ -147,6 +163,127 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5, *,
     return out | ({UNDEFINED: undefined} if undefined else {})
 
 
+def _class_probabilities(p: Any, n: int, k: int, where: str) -> np.ndarray:
+    """``p`` as float64 rows x ``k`` probabilities, each row summing to 1 (within 1e-3); a ValueError naming
+    ``where`` otherwise."""
+    try:
+        values = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: probabilities must be numbers") from None
+    if n == 0 and values.size == 0:
+        return values.reshape(0, k)
+    if values.ndim != 2 or values.shape != (n, k):
+        raise ValueError(f"{where}: probabilities of shape {values.shape} for {_rows(n)} and {k} classes "
+                         f"(want ({n}, {k}))")
+    bad = ~(np.isfinite(values) & (values >= 0.0) & (values <= 1.0))
+    if bad.any():
+        raise ValueError(f"{where}: {int(bad.sum())} of {values.size} probabilities are NaN, infinite or outside "
+                         f"[0, 1] (e.g. {float(values[bad][0])!r})")
+    off = np.abs(values.sum(axis=1) - 1.0) > 1e-3
+    if off.any():
+        raise ValueError(f"{where}: the probabilities of {int(off.sum())} of {_rows(n)} do not sum to 1 (e.g. "
+                         f"{float(values[off][0].sum())!r})")
+    return values
+
+
+def _predictions(v: Any, n: int, where: str) -> np.ndarray:
+    """``v`` as ``n`` finite float64 values; a ValueError naming ``where`` otherwise."""
+    try:
+        values = np.asarray(v, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: predictions must be numbers") from None
+    if len(values) != n:
+        raise ValueError(f"{where}: {len(values)} predictions for {_rows(n)}")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(f"{where}: {int(bad.sum())} of {len(values)} predictions are NaN or infinite")
+    return values
+
+
+def _finished(out: dict[str, Any], undefined: dict[str, str], where: str) -> dict[str, Any]:
+    """Floats, and a value that came out NaN or infinite (an overflow on extreme inputs) as None with a reason."""
+    for metric, value in out.items():
+        if value is None:
+            continue
+        out[metric] = float(value)
+        if not math.isfinite(out[metric]):
+            undefined[metric] = f"not a finite number ({out[metric]!r}) on the rows of {where}"
+            out[metric] = None
+    return out | ({UNDEFINED: undefined} if undefined else {})
+
+
+def multiclass_metrics(y: Any, p: Any, classes: list[str | int], *, where: str = "the evaluation",
+                       indices: bool = False) -> dict[str, Any]:
+    """Accuracy, macro F1, log loss, rows and ``recall.<class>`` for each of ``classes``.
+
+    ``y`` holds the rows' classes as the data holds them (matched to ``classes`` by their text form:
+    :func:`lifecycle.training.preprocessing.class_indices`), or their indices in ``classes`` with
+    ``indices=True``; ``p`` the rows x classes probabilities (columns in the order of ``classes``, each row
+    summing to 1). The predicted class is the most probable one. Macro F1 is the unweighted mean of the F1 of
+    every class that occurs in the rows or in the predictions (scikit-learn's default); log loss clips the
+    probabilities to [1e-7, 1] and renormalises each row. Undefined (None, with its reason under
+    :data:`UNDEFINED`): every metric but ``rows`` on no rows; ``recall.<class>`` when no row is of that class. A
+    ValueError for a label outside ``classes`` (a missing one too) or probabilities of the wrong shape, not
+    finite, outside [0, 1] or not summing to 1.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, recall_score
+
+    k = len(classes)
+    y = np.asarray(y, dtype=np.int64) if indices else class_indices(y, classes, where)
+    n = len(y)
+    p = _class_probabilities(p, n, k, where)
+    recalls = [f"{CLASS_RECALL}{c}" for c in classes]
+    out: dict[str, Any] = dict.fromkeys([*MULTICLASS_METRIC_NAMES, *recalls])
+    out["rows"] = float(n)
+    if n == 0:
+        return out | {UNDEFINED: {m: f"no rows in {where}" for m in out if m != "rows"}}
+    undefined: dict[str, str] = {}
+    pred = p.argmax(axis=1)
+    out["accuracy"] = accuracy_score(y, pred)
+    out["macro_f1"] = f1_score(y, pred, average="macro", zero_division=0.0)
+    q = np.clip(p, EPSILON, 1.0)
+    out["log_loss"] = log_loss(y, q / q.sum(axis=1, keepdims=True), labels=list(range(k)))
+    counts = np.bincount(y, minlength=k)
+    present = [i for i in range(k) if counts[i]]
+    for i, value in zip(present, recall_score(y, pred, labels=present, average=None, zero_division=0.0),
+                        strict=True):
+        out[recalls[i]] = value
+    for i in range(k):
+        if not counts[i]:
+            undefined[recalls[i]] = f"no row of class {str(classes[i])!r} in the {_rows(n)} of {where}"
+    return _finished(out, undefined, where)
+
+
+def regression_metrics(y: Any, v: Any, *, where: str = "the evaluation") -> dict[str, Any]:
+    """RMSE, MAE (both in target units), R^2 and rows of the predictions ``v`` against the targets ``y``.
+
+    Undefined (None, with its reason under :data:`UNDEFINED`): every metric but ``rows`` on no rows; R^2 with
+    fewer than 2 rows or a constant target (it divides by the target's variance). A ValueError for a target or a
+    prediction that is missing, not a number or not finite, or for a different number of predictions and rows.
+    """
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    y = target_numbers(y, where)
+    n = len(y)
+    v = _predictions(v, n, where)
+    out: dict[str, Any] = dict.fromkeys(REGRESSION_METRIC_NAMES)
+    out["rows"] = float(n)
+    if n == 0:
+        return out | {UNDEFINED: {m: f"no rows in {where}" for m in out if m != "rows"}}
+    undefined: dict[str, str] = {}
+    with np.errstate(over="ignore", invalid="ignore"):
+        out["rmse"] = root_mean_squared_error(y, v)
+        out["mae"] = mean_absolute_error(y, v)
+        if n < 2:
+            undefined["r2"] = f"R^2 needs at least 2 rows, {where} has {_rows(n)}"
+        elif float(np.ptp(y)) == 0.0:
+            undefined["r2"] = (f"the target is constant ({float(y[0])!r}) in the {_rows(n)} of {where}: R^2 "
+                               "divides by its variance")
+        else:
+            out["r2"] = r2_score(y, v)
+    return _finished(out, undefined, where)
+
+
 def metric_value(metrics: Mapping[str, Any], metric: str) -> float | None:
     """The metric as a finite float, or None when it is undefined, missing, NaN or infinite (older records)."""
     value = metrics.get(metric)
@@ -231,8 +368,9 @@ def slice_masks(frame: pd.DataFrame, slices: list[Slice]) -> dict[str, np.ndarra
 
 @dataclass
 class Evaluation:
-    """Metrics of one model on held-out rows: ``overall`` and one mapping per slice with rows, each as
-    :func:`binary_metrics` returns it (undefined metrics are None with their reasons under :data:`UNDEFINED`)."""
+    """Metrics of one model on held-out rows: ``overall`` and one mapping per slice with rows, each as the task's
+    metrics function returns it (:func:`binary_metrics`, :func:`multiclass_metrics`, :func:`regression_metrics`;
+    undefined metrics are None with their reasons under :data:`UNDEFINED`)."""
 
     overall: dict[str, Any]
     slices: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -253,27 +391,56 @@ class Evaluation:
         return undefined_reason(self.overall if slice_name is None else self.slices[slice_name], metric)
 
     def flat(self, prefix: str = "") -> dict[str, float]:
-        """MLflow-friendly metric names: ``test_roc_auc``, ``test_slice.region_south.roc_auc``; defined metrics
-        only (MLflow takes numbers; the reasons of the others are in :meth:`to_dict`)."""
-        out = {f"{prefix}{k}": v for k, v in defined_metrics(self.overall).items()}
+        """MLflow-friendly metric names: ``test_roc_auc``, ``test_slice.region_south.roc_auc``,
+        ``test_recall.high``; defined metrics only (MLflow takes numbers; the reasons of the others are in
+        :meth:`to_dict`). Characters MLflow refuses (in slice and class names) become ``_``."""
+        out = {f"{prefix}{_key(k)}": v for k, v in defined_metrics(self.overall).items()}
         for name, m in self.slices.items():
-            key = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
-            out.update({f"{prefix}slice.{key}.{k}": v for k, v in defined_metrics(m).items()})
+            out.update({f"{prefix}slice.{_key(name)}.{_key(k)}": v for k, v in defined_metrics(m).items()})
         return out
 
 
-def evaluate(frame: pd.DataFrame, target: str, proba: np.ndarray, slices: list[Slice],
-             threshold: float = 0.5) -> Evaluation:
-    """Metrics of ``proba`` (one probability per row of ``frame``) overall and on every slice with rows.
+def _key(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
 
-    Any frame works, from 0 rows up, single-class, with constant or all-missing slice columns: what cannot be
-    computed is None with its reason. A ValueError for labels other than 0/1 (missing ones too) and for
-    probabilities that are NaN, infinite, outside [0, 1] or not one per row (see :func:`binary_metrics`).
+
+def evaluate(frame: pd.DataFrame, target: str, proba: np.ndarray, slices: list[Slice],
+             threshold: float = 0.5, *, task: str = "binary", classes: list[str | int] | None = None) -> Evaluation:
+    """Metrics of a model's outputs on the rows of ``frame``, overall and on every slice with rows, by ``task``:
+
+    - ``binary``: ``proba`` one probability per row, ``threshold`` the decision threshold (:func:`binary_metrics`);
+    - ``multiclass``: ``proba`` rows x ``classes`` probabilities (:func:`multiclass_metrics`);
+    - ``regression``: ``proba`` the predicted values, in target units (:func:`regression_metrics`).
+
+    Any frame works, from 0 rows up, single-class (or constant), with constant or all-missing slice columns:
+    what cannot be computed is None with its reason. A ValueError for targets the task cannot read (binary: other
+    than 0/1; multiclass: outside ``classes``; regression: not a finite number; missing ones too) and for outputs
+    that are NaN, infinite, out of range or not one per row.
     """
-    y = _labels(frame[target].to_numpy(), f"target {target!r}")
-    p = _probabilities(proba, len(y), "the evaluation")
-    ev = Evaluation(binary_metrics(y, p, threshold))
+    if task == "binary":
+        y = _labels(frame[target].to_numpy(), f"target {target!r}")
+        p = _probabilities(proba, len(y), "the evaluation")
+
+        def metrics(mask: Any, where: str) -> dict[str, Any]:
+            return binary_metrics(y[mask], p[mask], threshold, where=where)
+    elif task == "multiclass":
+        if not classes:
+            raise ValueError("a multiclass evaluation needs the model's classes")
+        y = class_indices(frame[target], classes, f"target {target!r}")
+        p = _class_probabilities(proba, len(y), len(classes), "the evaluation")
+
+        def metrics(mask: Any, where: str) -> dict[str, Any]:
+            return multiclass_metrics(y[mask], p[mask], classes, where=where, indices=True)
+    elif task == "regression":
+        y = target_numbers(frame[target], f"target {target!r}")
+        p = _predictions(proba, len(y), "the evaluation")
+
+        def metrics(mask: Any, where: str) -> dict[str, Any]:
+            return regression_metrics(y[mask], p[mask], where=where)
+    else:
+        raise ValueError(f"unknown task {task!r}: use binary, multiclass or regression")
+    ev = Evaluation(metrics(slice(None), "the evaluation"))
     for name, mask in slice_masks(frame, slices).items():
         if mask.sum() > 0:
-            ev.slices[name] = binary_metrics(y[mask], p[mask], threshold, where=f"slice {name}")
+            ev.slices[name] = metrics(mask, f"slice {name}")
     return ev

@@ -6,6 +6,10 @@ Before them, the DAG's ``plan`` asks :func:`window_end` and :func:`training_wind
 Each step takes and returns small JSON-able dicts (they travel as XCom), and each is idempotent for a given
 DAG run id: a rerun reuses the MLflow run and the registered version instead of making new ones, and a retried
 training task resumes from the last checkpoint of its run.
+
+Every step follows the spec's task (binary, multiclass, regression): the target encoding and the network's head
+(:class:`~lifecycle.training.preprocessing.TargetEncoding`), the model's files, the metrics of the evaluation
+(:func:`evaluate_model`: the candidate and the champion by the same path) and so the gate's checks.
 """
 from __future__ import annotations
 
@@ -150,9 +154,8 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
     """
     import mlflow
 
-    from lifecycle.training.evaluation import best_threshold
-    from lifecycle.training.packaging import log_pyfunc, save_model_dir
-    from lifecycle.training.trainer import latest_checkpoint, predict_proba, train
+    from lifecycle.training.packaging import log_pyfunc
+    from lifecycle.training.trainer import latest_checkpoint, train
 
     paths = paths or StatePaths.current()
     cfg = effective_training(spec, epochs, overrides)
@@ -197,17 +200,17 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
 
         if announce:  # the other DDP ranks train into the same checkpoint folder
             announce(ckpt_dir)
-        outcome = train(hp, x_train, y_train, x_val, y_val, checkpoint_dir=ckpt_dir, on_epoch=on_epoch)
-        val_p = predict_proba(outcome.state_dict, outcome.architecture, x_val)
-        threshold = best_threshold(y_val, val_p)
+        outcome = train(hp, x_train, y_train, x_val, y_val, checkpoint_dir=ckpt_dir, on_epoch=on_epoch,
+                        **data.target.head())
+        threshold = decision_threshold(data, outcome)
         mlflow.log_metrics({"best_epoch": outcome.best_epoch, "epochs_run": len(outcome.history),
-                            "decision_threshold": threshold})
+                            **({"decision_threshold": threshold} if threshold is not None else {})})
         mlflow.set_tag(f"{TAG}device", outcome.device)
-        _log_reference(spec, train_df, pre, outcome, cfg.seed)
+        _log_reference(spec, train_df, pre, outcome, cfg.seed, data.target)
         with tempfile.TemporaryDirectory() as tmp:
-            model_dir = save_model_dir(Path(tmp) / "model_dir", outcome.state_dict, outcome.architecture, pre,
-                                       threshold, {"model": spec.name, "features": spec.data.feature_names,
-                                                   "mlflow_run_id": run.info.run_id, "window": asdict(window)})
+            model_dir = write_model_dir(Path(tmp) / "model_dir", outcome, data, threshold,
+                                        {"model": spec.name, "features": spec.data.feature_names,
+                                         "mlflow_run_id": run.info.run_id, "window": asdict(window)})
             # Numeric columns as float64 in the signature: integers with a missing value arrive as floats.
             example = train_df[spec.data.feature_names].head(3).reset_index(drop=True)
             for f in spec.data.features:
@@ -228,6 +231,9 @@ def train_candidate(spec: ModelSpec, end: dt.date, dag_run_id: str, *, epochs: i
 
 @dataclass
 class TrainingData:
+    """The arrays one training run learns from; ``y_train`` / ``y_val`` as :attr:`target` encodes them (binary: the
+    0/1 target as it is)."""
+
     frame: Any
     split: np.ndarray
     train_df: Any
@@ -237,6 +243,8 @@ class TrainingData:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    #: The target encoding (:class:`~lifecycle.training.preprocessing.TargetEncoding`) of the spec's task.
+    target: Any = None
 
 
 def prepare_data(spec: ModelSpec, cfg: TrainingConfig, window: Window) -> TrainingData:
@@ -244,17 +252,48 @@ def prepare_data(spec: ModelSpec, cfg: TrainingConfig, window: Window) -> Traini
 
     Deterministic: every DDP rank computes the same arrays on its own.
     """
-    from lifecycle.training.preprocessing import Preprocessor
-
     frame = load_window(window)
     if len(frame) < cfg.min_rows:
         raise EmptyWindowError(f"only {len(frame)} validated rows for {spec.name} in {window.start}..{window.end}; "
                                f"training.min_rows is {cfg.min_rows}")
+    return prepare_frame(spec, cfg, frame)
+
+
+def prepare_frame(spec: ModelSpec, cfg: TrainingConfig, frame: pd.DataFrame) -> TrainingData:
+    """:func:`prepare_data` on rows already loaded: split them, fit the preprocessing and the target encoding on
+    the training split (a target the task cannot learn from is a ``TrainingError``: see
+    :class:`~lifecycle.training.preprocessing.TargetEncoding`) and encode both splits."""
+    from lifecycle.training.preprocessing import Preprocessor, TargetEncoding
+
     split = split_rows(row_keys(spec, frame), cfg.seed, cfg.holdout_fraction, cfg.validation_fraction)
     train_df, val_df = frame[split == 0], frame[split == 1]
     pre = Preprocessor.fit(spec.data, train_df)
+    target = spec.data.target
+    encoding = TargetEncoding.fit(spec.task, target, train_df[target], spec.data.classes)
     return TrainingData(frame, split, train_df, val_df, pre, pre.transform(train_df),
-                        train_df[spec.data.target].to_numpy(), pre.transform(val_df), val_df[spec.data.target].to_numpy())
+                        encoding.encode(train_df[target], target, "training rows"), pre.transform(val_df),
+                        encoding.encode(val_df[target], target, "validation rows"), encoding)
+
+
+def decision_threshold(data: TrainingData, outcome: Any) -> float | None:
+    """A binary model's decision threshold: the one maximising F1 on the validation rows. None for the other
+    tasks (a multiclass model predicts its most probable class, a regression model a value)."""
+    from lifecycle.training.evaluation import best_threshold
+    from lifecycle.training.trainer import predict_proba
+
+    if data.target is not None and data.target.task != "binary":
+        return None
+    return best_threshold(data.y_val, predict_proba(outcome.state_dict, outcome.architecture, data.x_val))
+
+
+def write_model_dir(folder: Path, outcome: Any, data: TrainingData, threshold: float | None,
+                    meta: dict[str, Any]) -> Path:
+    """The trained model's files (:func:`lifecycle.training.packaging.save_model_dir`), its metadata ``meta`` plus
+    the target encoding (nothing more for a binary model)."""
+    from lifecycle.training.packaging import save_model_dir
+
+    extra = data.target.to_meta() if data.target is not None else {}
+    return save_model_dir(folder, outcome.state_dict, outcome.architecture, data.pre, threshold, {**meta, **extra})
 
 
 def hyper(cfg: TrainingConfig) -> Any:
@@ -293,8 +332,11 @@ def train_distributed(spec: ModelSpec, end: dt.date, dag_run_id: str, processes:
     return json.loads(out.read_text())
 
 
-def _log_reference(spec: ModelSpec, train_df: pd.DataFrame, pre: Any, outcome: Any, seed: int) -> None:
-    """Keep a sample of the training rows, with this model's predicted probability, as the drift reference."""
+def _log_reference(spec: ModelSpec, train_df: pd.DataFrame, pre: Any, outcome: Any, seed: int,
+                   target: Any = None) -> None:
+    """Keep a sample of the training rows, with this model's prediction, as the drift reference: a binary model's
+    probability, a multiclass model's probability of its predicted class, a regression model's value (target
+    units)."""
     import mlflow
 
     from lifecycle.registry.artifacts import PREDICTION, REFERENCE_ARTIFACT
@@ -304,7 +346,13 @@ def _log_reference(spec: ModelSpec, train_df: pd.DataFrame, pre: Any, outcome: A
     sample = train_df.sample(n=n, random_state=seed).reset_index(drop=True)
     keep = [spec.data.id_column] if spec.data.id_column else []
     sample = sample[[*keep, *spec.data.feature_names, spec.data.target]].copy()
-    sample[PREDICTION] = predict_proba(outcome.state_dict, outcome.architecture, pre.transform(sample))
+    outputs = predict_proba(outcome.state_dict, outcome.architecture, pre.transform(sample))
+    task = target.task if target is not None else "binary"
+    if task == "multiclass":
+        outputs = outputs.max(axis=1)
+    elif task == "regression":
+        outputs = target.to_target(outputs)
+    sample[PREDICTION] = outputs
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
         sample.to_parquet(path, index=False)
@@ -329,20 +377,45 @@ def _restore_checkpoint(run_id: str, ckpt_dir: Path) -> None:
         log.info("training: restored checkpoint %s from the MLflow run", files[-1])
 
 
-def _score_version(registry: Registry, spec: ModelSpec, version: str,
-                   frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+def evaluate_model(spec: ModelSpec, model: Any, frame: pd.DataFrame, who: str = "the model") -> Any:
+    """The :class:`~lifecycle.training.evaluation.Evaluation` of a loaded model on ``frame``, overall and per
+    slice, by the model's own task (and classes): the candidate and the champion take this same path.
+
+    A model that cannot be compared with the spec's (trained for another task, or, multiclass, for another set of
+    classes: e.g. a champion from before the spec changed) gets every metric of the spec's task undefined, with
+    that as the reason: the gate then judges no regression against it.
+    """
+    from lifecycle.spec import task_metrics
+    from lifecycle.training.evaluation import UNDEFINED, Evaluation, evaluate
+
+    why = None
+    if model.task != spec.task:
+        why = f"{who} is a {model.task} model; this spec's task is {spec.task}: not comparable"
+    elif spec.task == "multiclass" and {str(c) for c in model.classes or []} != {str(c) for c in spec.data.classes
+                                                                                 or []}:
+        why = (f"{who} was trained for the classes {[str(c) for c in model.classes or []]}, this spec has "
+               f"{[str(c) for c in spec.data.classes or []]}: not comparable")
+    if why is not None:
+        names = [m for m in task_metrics(spec.task, spec.data.classes) if m != "rows"]
+        return Evaluation({**dict.fromkeys(names), "rows": float(len(frame)), UNDEFINED: dict.fromkeys(names, why)})
+    threshold = model.threshold if model.task == "binary" else 0.5
+    return evaluate(frame, spec.data.target, model.scores(frame), spec.slices, threshold, task=model.task,
+                    classes=model.classes)
+
+
+def _score_version(registry: Registry, spec: ModelSpec, version: str, frame: pd.DataFrame) -> Any:
     from lifecycle.training.packaging import load_model_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model_dir(registry.download_model(spec.model_name, version, Path(tmp)))
-        return model.predict_proba(frame), model.threshold
+        return evaluate_model(spec, model, frame, f"champion v{version}")
 
 
 def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePaths | None = None) -> dict[str, Any]:
     """Score the candidate and the serving champion on the same held-out rows, overall and per slice."""
     import mlflow
 
-    from lifecycle.training.evaluation import defined_metrics, evaluate, format_metric
+    from lifecycle.training.evaluation import HEADLINE, Evaluation, format_metric
     from lifecycle.training.packaging import load_model_dir
 
     paths = paths or StatePaths.current()
@@ -354,23 +427,23 @@ def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePat
                                cfg.validation_fraction) == 2].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model_dir(registry.download_uri(trained["model_uri"], Path(tmp), "the candidate"))
-        candidate = evaluate(holdout, spec.data.target, model.predict_proba(holdout), spec.slices, model.threshold)
+        candidate = evaluate_model(spec, model, holdout, "the candidate")
     champion_mv = registry.by_alias(spec.model_name, CHAMPION)
     champion = None
     if champion_mv is not None:
-        p, thr = _score_version(registry, spec, champion_mv.version, holdout)
-        champion = evaluate(holdout, spec.data.target, p, spec.slices, thr)
+        champion = _score_version(registry, spec, champion_mv.version, holdout)
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics(candidate.flat("test_"))  # defined metrics only: undefined ones are in evaluation.json
         if champion is not None:
-            mlflow.log_metrics({f"champion_test_{k}": v for k, v in defined_metrics(champion.overall).items()})
+            mlflow.log_metrics(Evaluation(champion.overall).flat("champion_test_"))  # overall, defined only
         mlflow.log_dict({"candidate": candidate.to_dict(),
                          "champion": champion.to_dict() if champion else None,
                          "champion_version": champion_mv.version if champion_mv else None,
                          "holdout_rows": len(holdout)}, "evaluation.json")
-    log.info("evaluation: candidate roc_auc %s on %d held-out rows; champion %s",
-             format_metric(candidate.overall, "roc_auc", reason=True), len(holdout),
-             f"v{champion_mv.version} roc_auc {format_metric(champion.overall, 'roc_auc', reason=True)}"
+    headline = HEADLINE[spec.task]
+    log.info("evaluation: candidate %s %s on %d held-out rows; champion %s", headline,
+             format_metric(candidate.overall, headline, reason=True), len(holdout),
+             f"v{champion_mv.version} {headline} {format_metric(champion.overall, headline, reason=True)}"
              if champion and champion_mv else "none")
     return {"candidate": candidate.to_dict(), "champion": champion.to_dict() if champion else None,
             "champion_version": champion_mv.version if champion_mv else None, "holdout_rows": len(holdout)}
@@ -395,7 +468,7 @@ def register_candidate(spec: ModelSpec, trained: dict[str, Any], evaluation: dic
     Every trained model is registered (a rejected one too, tagged ``rejected``), so the registry is the record.
     The first passing model becomes ``champion``; a later one ``challenger`` (the deploy DAG canaries it).
     """
-    from lifecycle.training.evaluation import format_metric
+    from lifecycle.training.evaluation import HEADLINE, format_metric
 
     paths = paths or StatePaths.current()
     ledger = ledger or Ledger(paths.ledger_db)
@@ -414,7 +487,9 @@ def register_candidate(spec: ModelSpec, trained: dict[str, Any], evaluation: dic
             f"{TAG}gate_decision": decision["status"],
             f"{TAG}gate_reason": decision["reason"][:5000],
             f"{TAG}train_reason": str(trained.get("reason", ""))[:500],
-            f"{TAG}test_roc_auc": format_metric(evaluation["candidate"]["overall"], "roc_auc"),
+            # the task's headline metric: test_roc_auc for a binary model, as ever
+            f"{TAG}test_{HEADLINE[spec.task]}": format_metric(evaluation["candidate"]["overall"],
+                                                             HEADLINE[spec.task]),
         }
         mv = registry.register(name, trained["model_uri"], trained["run_id"], tags, model_id=trained.get("model_id"),
                                description=spec.description.strip())

@@ -3,12 +3,17 @@
 Numeric columns: median imputation, a missing-value indicator where the spec allows missing values, a
 signed log for heavy-tailed columns, then standardisation. Categorical columns: one-hot over the spec's
 categories plus an "unknown" slot, so a new category at serving time is absorbed, not a crash.
+
+The target, by task (:class:`TargetEncoding`, shipped in the model's metadata): a binary target as it is (0/1); a
+multiclass one as the index of its class in ``data.classes``; a regression one standardised with the training
+split's mean and standard deviation.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -219,3 +224,149 @@ def _as_float(values: Sequence[Any]) -> np.ndarray:
     if isinstance(values, list):  # JSON rows: NumPy reads None as NaN itself
         return np.array(values, dtype=np.float64)
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------------------------- the target
+def class_indices(values: Sequence[Any], classes: Sequence[str | int], where: str) -> np.ndarray:
+    """Each value's index in ``classes`` (int64): a value is a class when their text forms match
+    (:func:`lifecycle.data.frames.category_label`: ``2``, ``2.0`` and ``"2"`` are class ``2``). A ValueError naming
+    ``where`` when a value (a missing one too) is none of them."""
+    import pandas as pd
+
+    from lifecycle.data.frames import category_label
+
+    index = {str(c): i for i, c in enumerate(classes)}
+    raw = values.to_numpy() if hasattr(values, "to_numpy") else values
+    codes, uniques = pd.factorize(pd.Series(np.asarray(raw, dtype=object)))  # missing values: code -1
+    lookup = np.array([index.get(category_label(u) or "", -1) for u in uniques] + [-1], dtype=np.int64)
+    out = lookup[codes]
+    bad = out < 0
+    if bad.any():
+        first = codes[int(np.argmax(bad))]
+        shown = "a missing value" if first < 0 else repr(uniques[first].item() if hasattr(uniques[first], "item")
+                                                         else uniques[first])
+        raise ValueError(f"{where}: {int(bad.sum())} of {len(out)} values are not one of data.classes "
+                         f"{[str(c) for c in classes]} (e.g. {shown})")
+    return out
+
+
+def target_numbers(values: Sequence[Any], where: str) -> np.ndarray:
+    """A regression target as float64; a ValueError naming ``where`` when a value is missing, not a number or not
+    finite."""
+    import pandas as pd
+
+    raw = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values, dtype=object)
+    if raw.dtype.kind in "fiu":
+        numbers = raw.astype(np.float64)
+    else:
+        numbers = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64,
+                                                                                         na_value=np.nan)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        first = raw[int(np.argmax(bad))]
+        shown = "a missing value" if first is None or first is pd.NA or (isinstance(first, float) and first != first) \
+            else repr(first.item() if hasattr(first, "item") else first)
+        raise ValueError(f"{where}: {int(bad.sum())} of {len(numbers)} values are not finite numbers (e.g. {shown}); "
+                         "a regression target must be a number on every row")
+    return numbers
+
+
+@dataclass
+class TargetEncoding:
+    """What the network learns from the target, fitted on the training split and shipped with the model.
+
+    - ``binary``: the 0/1 target as it is; nothing is recorded (a binary model's files are as they always were);
+    - ``multiclass``: the index of the row's class in ``classes`` (the spec's ``data.classes``, in order; see
+      :func:`class_indices`); the model's output k is the probability of ``classes[k]``;
+    - ``regression``: the number standardised with the training split's ``mean`` and ``std``; the model's output
+      comes back in target units as ``output * std + mean`` (:meth:`to_target`).
+
+    A target the task cannot learn from (a value outside ``classes``, a regression value that is not a finite
+    number, a constant target) is a :class:`~lifecycle.training.trainer.TrainingError` at :meth:`fit` /
+    :meth:`encode`, one line naming the target, the rows and the problem. A binary target is taken as it is, as
+    always (the trainer reads it as 0/1).
+    """
+
+    task: str = "binary"
+    classes: list[str | int] | None = None
+    mean: float | None = None
+    std: float | None = None
+
+    @classmethod
+    def fit(cls, task: str, target: str, values: Sequence[Any], classes: Sequence[str | int] | None = None,
+            rows: str = "training rows") -> TargetEncoding:
+        """The encoding of ``task`` for the training split's target ``values`` (column ``target``)."""
+        if task == "binary":
+            return cls()
+        where = f"target {target!r} in the {len(values)} {rows}"
+        if task == "multiclass":
+            if not classes:
+                _fail(f"{where}: a multiclass model needs data.classes")
+            enc = cls("multiclass", classes=list(classes))
+            seen = np.unique(enc.encode(values, target, rows))
+            if len(seen) < 2:
+                _fail(f"{where}: every row is class {str(enc.classes[int(seen[0])])!r} (the target is constant): "
+                      "nothing to learn; train on a window with at least two classes")
+            return enc
+        if task == "regression":
+            numbers = _checked(target_numbers, values, where)
+            std = float(numbers.std())
+            if not std > 0 or not math.isfinite(std):
+                _fail(f"{where}: the target is constant ({float(numbers[0])!r} on every row): nothing to learn")
+            return cls("regression", mean=float(numbers.mean()), std=std)
+        raise ValueError(f"unknown task {task!r}")
+
+    def encode(self, values: Sequence[Any], target: str, rows: str = "rows") -> np.ndarray:
+        """The target as the network learns it: binary as it is, multiclass class indices (int64), regression
+        standardised float32."""
+        where = f"target {target!r} in the {len(values)} {rows}"
+        if self.task == "multiclass":
+            return _checked(class_indices, values, where, self.classes)
+        if self.task == "regression":
+            return ((_checked(target_numbers, values, where) - self.mean) / self.std).astype(np.float32)
+        return values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
+
+    def to_target(self, outputs: np.ndarray) -> np.ndarray:
+        """A regression model's standardised outputs in target units (float64)."""
+        return np.asarray(outputs, dtype=np.float64) * self.std + self.mean
+
+    def head(self) -> dict[str, Any]:
+        """The network's head for :func:`lifecycle.training.trainer.train` (keyword arguments; none for binary, so
+        a binary run is the call it always was)."""
+        if self.task == "binary":
+            return {}
+        return {"task": self.task, "outputs": len(self.classes or []) if self.task == "multiclass" else 1}
+
+    def to_meta(self) -> dict[str, Any]:
+        """What the model's metadata records (nothing for binary)."""
+        if self.task == "multiclass":
+            return {"task": "multiclass", "classes": list(self.classes or [])}
+        if self.task == "regression":
+            return {"task": "regression", "target_scaling": {"mean": self.mean, "std": self.std}}
+        return {}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> TargetEncoding:
+        """Read :meth:`to_meta`'s form back; metadata without ``task`` (every model before the other tasks) is
+        binary."""
+        task = meta.get("task", "binary")
+        if task == "multiclass":
+            return cls("multiclass", classes=list(meta["classes"]))
+        if task == "regression":
+            scaling = meta["target_scaling"]
+            return cls("regression", mean=float(scaling["mean"]), std=float(scaling["std"]))
+        return cls()
+
+
+def _fail(message: str) -> NoReturn:
+    from lifecycle.training.trainer import TrainingError
+
+    raise TrainingError(message)
+
+
+def _checked(check: Any, values: Sequence[Any], where: str, *args: Any) -> np.ndarray:
+    """``check(values, *args, where)`` with its ValueError as a TrainingError (one line)."""
+    try:
+        return check(values, *args, where) if args else check(values, where)
+    except ValueError as err:
+        _fail(str(err))

@@ -3,6 +3,10 @@
 The first candidate (no champion) is judged on the absolute thresholds only and becomes champion when it passes.
 A later candidate must also not regress against the champion, scored on the same held-out rows.
 
+It reads metrics by name, whatever the task: the spec allows only its task's names (:data:`lifecycle.spec.TASK_METRICS`,
+``recall.<class>`` for a multiclass model). For the lower-is-better ones (:data:`lifecycle.spec.LOWER_IS_BETTER`: log
+loss, calibration error, RMSE, MAE) a threshold is a ceiling and a regression is a rise.
+
 Undefined metrics (None in the evaluation, with a reason: see :mod:`lifecycle.training.evaluation`; a NaN, an
 infinity or a missing metric of an older or hand-made evaluation counts the same) follow one rule each:
 

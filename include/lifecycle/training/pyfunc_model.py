@@ -10,13 +10,12 @@ from lifecycle.training.packaging import load_model_dir
 
 
 class TabularClassifier(mlflow.pyfunc.PythonModel):
-    """DataFrame of features -> probability and 0/1 prediction per row."""
+    """DataFrame of features -> a DataFrame per row, by the model's task (see :mod:`lifecycle.training.packaging`):
+    binary ``probability`` and 0/1 ``prediction``; multiclass ``prediction`` (the class) and ``probability.<class>``
+    per class; regression ``prediction`` (the value). The name stays: models registered so far pickled it."""
 
     def load_context(self, context: Any) -> None:
         self.model = load_model_dir(Path(context.artifacts["model_dir"]))
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
-        import pandas as pd
-
-        p = self.model.predict_proba(model_input)
-        return pd.DataFrame({"probability": p, "prediction": (p >= self.model.threshold).astype("int64")})
+        return self.model.predict_frame(model_input)

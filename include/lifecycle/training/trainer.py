@@ -1,4 +1,12 @@
-"""PyTorch training for tabular binary classifiers: seeded, early-stopped, checkpointed every epoch, resumable.
+"""PyTorch training for tabular models: seeded, early-stopped, checkpointed every epoch, resumable.
+
+The head follows the task (:attr:`lifecycle.spec.ModelSpec.task`): a binary classifier has one output, a logit,
+trained with binary cross-entropy on the 0/1 target; a multiclass one K outputs (one per class of
+``data.classes``), trained with cross-entropy on class indices; a regression model one output trained with mean
+squared error on the standardised target (:class:`lifecycle.training.preprocessing.TargetEncoding`). Early
+stopping watches the same loss on the validation rows. A binary model's architecture dict is what it always was
+(``width``, ``hidden``, ``dropout``); the others add ``task`` and ``outputs``, so a checkpoint of one task never
+resumes a run of another.
 
 Determinism: the shuffle order and dropout of epoch ``e`` depend only on (seed, e), so a run resumed from the
 checkpoint of epoch ``k`` reproduces the uninterrupted run exactly. On CUDA the forward pass runs under bf16
@@ -27,19 +35,28 @@ class TrainingError(RuntimeError):
     """Training cannot produce a usable model (NaN loss, no data, ...); the message says what to change."""
 
 
+#: The tasks :func:`train` knows (the spec's :data:`lifecycle.spec.Task`).
+TASKS = ("binary", "multiclass", "regression")
+
+
 class TabularMLP(nn.Module):
-    def __init__(self, width: int, hidden: list[int], dropout: float) -> None:
+    """ReLU layers, then a linear head of ``outputs`` units: one output comes out as a vector (rows), more as a
+    matrix (rows x outputs)."""
+
+    def __init__(self, width: int, hidden: list[int], dropout: float, outputs: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = width
         for units in hidden:
             layers += [nn.Linear(prev, units), nn.ReLU(), nn.Dropout(dropout)]
             prev = units
-        layers.append(nn.Linear(prev, 1))
+        layers.append(nn.Linear(prev, outputs))
         self.net = nn.Sequential(*layers)
+        self.outputs = outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        out = self.net(x)
+        return out.squeeze(-1) if self.outputs == 1 else out
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -81,6 +98,32 @@ def _bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
 
 
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits.float(), y)
+
+
+def _mse(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.mse_loss(outputs.float(), y)
+
+
+_LOSSES = {"binary": _bce, "multiclass": _cross_entropy, "regression": _mse}
+
+
+def task_of(architecture: dict[str, Any]) -> str:
+    """The task a model was trained for, from its architecture dict (binary when it does not say)."""
+    return architecture.get("task", "binary")
+
+
+def head_outputs(raw: torch.Tensor, task: str) -> torch.Tensor:
+    """The network's raw outputs as the task reads them: binary the probability (sigmoid), multiclass the class
+    probabilities (softmax over the outputs), regression the (standardised) value as it is."""
+    if task == "multiclass":
+        return torch.softmax(raw.float(), dim=-1)
+    if task == "regression":
+        return raw
+    return torch.sigmoid(raw)
+
+
 def _world() -> tuple[int, int]:
     """(rank, world size) under ``torchrun`` with an initialised process group, else (0, 1)."""
     import torch.distributed as dist
@@ -114,10 +157,16 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
           checkpoint_dir: Path | None = None,
-          on_epoch: Callable[[int, dict[str, float], Path | None], None] | None = None) -> TrainOutcome:
+          on_epoch: Callable[[int, dict[str, float], Path | None], None] | None = None,
+          task: str = "binary", outputs: int = 1) -> TrainOutcome:
     """Train with early stopping on validation loss; resume from the newest checkpoint in ``checkpoint_dir``.
 
     ``on_epoch(epoch, metrics, checkpoint_path)`` is called after each epoch (metrics logging, artifact upload).
+
+    ``task`` picks the head and the loss (the module docstring): ``binary`` (``y`` 0/1, one output),
+    ``multiclass`` (``y`` class indices in ``[0, outputs)``, ``outputs`` at least 2) or ``regression`` (``y`` the
+    standardised target, one output). :meth:`TargetEncoding.head
+    <lifecycle.training.preprocessing.TargetEncoding.head>` gives these arguments for a spec's target.
 
     Under ``torchrun`` (an initialised process group) this is DDP: every rank holds the same rows, takes an equal
     shard of each epoch's permutation with ``batch_size / world`` rows per step (so the global batch, and thus
@@ -127,19 +176,34 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     """
     if len(x_train) == 0 or len(x_val) == 0:
         raise TrainingError(f"empty split: {len(x_train)} training rows, {len(x_val)} validation rows")
+    if task not in TASKS:
+        raise TrainingError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    if task == "multiclass":
+        if outputs < 2:
+            raise TrainingError(f"a multiclass model needs at least 2 outputs (one per class), got {outputs}")
+        for name, y in (("training", y_train), ("validation", y_val)):
+            if len(y) and (int(np.min(y)) < 0 or int(np.max(y)) >= outputs):
+                raise TrainingError(f"{name} labels must be class indices in [0, {outputs}), got values in "
+                                    f"[{int(np.min(y))}, {int(np.max(y))}]")
+    elif outputs != 1:
+        raise TrainingError(f"a {task} model has 1 output, not {outputs}")
     rank, world = _world()
     device = resolve_device(hp.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", rank % torch.cuda.device_count())
     use_bf16 = device.type == "cuda"
-    arch = {"width": int(x_train.shape[1]), "hidden": list(hp.hidden_units), "dropout": hp.dropout}
+    arch: dict[str, Any] = {"width": int(x_train.shape[1]), "hidden": list(hp.hidden_units), "dropout": hp.dropout}
+    if task != "binary":  # a binary model's dict stays as it always was: its checkpoints keep resuming
+        arch |= {"task": task, "outputs": outputs}
+    loss_fn = _LOSSES[task]
     torch.manual_seed(hp.seed)
-    net = TabularMLP(arch["width"], arch["hidden"], arch["dropout"]).to(device)
+    net = TabularMLP(arch["width"], arch["hidden"], arch["dropout"], outputs).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    y_type = np.int64 if task == "multiclass" else np.float32
     xt = torch.from_numpy(x_train).to(device)
-    yt = torch.from_numpy(y_train.astype(np.float32)).to(device)
+    yt = torch.from_numpy(np.asarray(y_train).astype(y_type)).to(device)
     xv = torch.from_numpy(x_val).to(device)
-    yv = torch.from_numpy(y_val.astype(np.float32)).to(device)
+    yv = torch.from_numpy(np.asarray(y_val).astype(y_type)).to(device)
 
     start, best_loss, best_epoch, bad, history = 1, math.inf, 0, 0, []
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -184,7 +248,7 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
             idx = order[i:i + step]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = model(xt[idx])
-            loss = _bce(logits, yt[idx])
+            loss = loss_fn(logits, yt[idx])
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss.item()} at epoch {epoch}, batch {i // hp.batch_size}: the run diverged; "
@@ -204,7 +268,7 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
         net.eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             val_logits = net(xv)
-        val_loss = _bce(val_logits, yv).item()
+        val_loss = loss_fn(val_logits, yv).item()
         if not math.isfinite(val_loss):
             raise TrainingError(f"validation loss became {val_loss} at epoch {epoch}; lower learning_rate")
         metrics = {"epoch": float(epoch), "train_loss": total / seen, "val_loss": val_loss}
@@ -239,14 +303,18 @@ def train(hp: Hyper, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
 
 
 def predict_proba(state_dict: dict[str, torch.Tensor], architecture: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Probabilities for a feature matrix, on CPU (evaluation and serving)."""
+    """The head's outputs for a feature matrix, on CPU (evaluation and serving), float64: a binary model's
+    probabilities (rows), a multiclass model's class probabilities (rows x classes), a regression model's
+    standardised values (rows; :meth:`TargetEncoding.to_target
+    <lifecycle.training.preprocessing.TargetEncoding.to_target>` gives target units)."""
     model = build_model(state_dict, architecture)
     with torch.no_grad():
-        return torch.sigmoid(model(torch.from_numpy(x))).numpy().astype(np.float64)
+        return head_outputs(model(torch.from_numpy(x)), task_of(architecture)).numpy().astype(np.float64)
 
 
 def build_model(state_dict: dict[str, torch.Tensor], architecture: dict[str, Any]) -> TabularMLP:
-    model = TabularMLP(architecture["width"], architecture["hidden"], architecture["dropout"])
+    model = TabularMLP(architecture["width"], architecture["hidden"], architecture["dropout"],
+                       int(architecture.get("outputs", 1)))
     model.load_state_dict(state_dict)
     model.eval()
     return model
