@@ -58,14 +58,17 @@ def build_train(spec):
     def train_dag():
         @task.short_circuit
         def plan(**context: Any) -> dict[str, Any] | bool:
-            """Decide the window; skip when the last training already used exactly these batches."""
+            """Decide the window; fail (one line, no retry) when it cannot train; skip when the last training already
+            used exactly these batches."""
             from lifecycle.ledger import Ledger
             from lifecycle.training.flow import effective_training, skip_reason, training_window, window_end
+            from lifecycle.training.readiness import check_trainable
 
             params = context["params"]
             with fail_fast():
-                effective_training(spec, params.get("epochs"), params.get("overrides"))  # bad overrides: now
+                cfg = effective_training(spec, params.get("epochs"), params.get("overrides"))  # bad overrides: now
                 window = training_window(spec, window_end(params.get("as_of"), context.get("data_interval_end")))
+                check_trainable(spec, cfg, window)  # a constant target, too few rows, unseen classes: one line now
             skip = skip_reason(Ledger().last(spec.name, "trained"), window, context["run_id"],
                                bool(params.get("force")))
             if skip:
