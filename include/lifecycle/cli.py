@@ -183,6 +183,15 @@ def main(argv: list[str] | None = None) -> int:
             except SpecError as err:
                 print(err)  # one "PATH: field: problem" line per problem
                 return 1
+            if spec.training.module:  # a user's network: does it import, build and answer in the task's shape?
+                from lifecycle.training.trainer import ModuleFactoryError, check_module
+
+                try:
+                    print(check_module(spec.training.module, spec.training.module_options, task=spec.task,
+                                       outputs=len(spec.data.classes or []) if spec.task == "multiclass" else 1))
+                except ModuleFactoryError as err:
+                    print(f"{args.path}: {err}")
+                    return 1
             kinds = [f.kind for f in spec.data.features]
             print(f"OK: {args.path}: {spec.name}, task {spec.task}, target {spec.data.target}, id "
                   f"{spec.data.id_column}, {len(kinds)} features ("

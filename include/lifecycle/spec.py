@@ -129,6 +129,10 @@ class Feature(_Strict):
     categories: Annotated[list[str] | None, Field(validate_default=True)] = None
     #: Largest share of missing values a valid batch may have in this column (0 = never missing).
     max_missing: Annotated[float, Field(ge=0, le=1)] = 0.0
+    #: Largest share of a batch's values (of a numeric or integer feature) that may fall outside ``[min, max]``
+    #: and the batch still pass the data gate (0 = none may; ``lifecycle init`` drafts 0.03: ranges read from a
+    #: sample miss the population's tails). Serving judges each row on its own (``serving.out_of_spec``).
+    max_out_of_range: Annotated[float, Field(ge=0, le=0.5)] = 0.0
 
     @field_validator("min", "max")
     @classmethod
@@ -151,6 +155,14 @@ class Feature(_Strict):
             raise ValueError(f"categorical feature {name!r} needs a non-empty 'categories' list")
         if kind is not None and kind != "categorical" and value is not None:
             raise ValueError(f"{kind} feature {name!r} cannot have 'categories'")
+        return value
+
+    @field_validator("max_out_of_range")
+    @classmethod
+    def _range_tolerance_needs_a_range(cls, value: float, info: ValidationInfo) -> float:
+        name, kind = info.data.get("name", "?"), info.data.get("kind")
+        if value and kind == "categorical":
+            raise ValueError(f"categorical feature {name!r} has no range: max_out_of_range applies to numbers")
         return value
 
 
@@ -237,6 +249,8 @@ class Expectation(_Strict):
 #: A Kubernetes resource quantity: ``2``, ``500m``, ``0.5``, ``8Gi``, ``512M``, ``1e3``.
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+#: ``training.module``: ``dotted.module:attribute`` (the attribute may be dotted too: ``pkg.mod:Class.build``).
+_MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", re.ASCII)
 
 
 class Toleration(_Strict):
@@ -329,6 +343,52 @@ class TrainingConfig(_Strict):
     queue: Annotated[str, Field(min_length=1)] = "gpu"
     #: Train in a Kubernetes pod instead of the worker process (see :class:`KubernetesTraining`).
     kubernetes: KubernetesTraining | None = None
+    #: The network, as ``"package.module:factory"``: ``factory(input_width, outputs, task, **module_options)``
+    #: returns the ``torch.nn.Module`` to train (:func:`lifecycle.training.trainer.load_factory` says the
+    #: contract). Unset: the built-in MLP, shaped by ``hidden_units`` and ``dropout``, which a factory's network
+    #: ignores (its shape is the factory's and ``module_options``' business). Only the form is checked here (DAG
+    #: parsing imports no torch); whether it imports and builds a network is checked where training starts
+    #: (:func:`lifecycle.training.trainer.check_module`).
+    module: str | None = None
+    #: Keyword arguments of the factory: JSON-plain values (text, numbers, booleans, null, lists, mappings),
+    #: recorded with the model (its ``weights.pt``) and in the MLflow run's params. Only with ``module``.
+    module_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("module")
+    @classmethod
+    def _module_path(cls, value: str | None) -> str | None:
+        if value is not None and not _MODULE_PATH.match(value):
+            raise PydanticCustomError("module_path", "expected 'package.module:factory' (a dotted module path, a "
+                                      "colon, an attribute name), found {found}", {"found": repr(value)})
+        return value
+
+    @field_validator("module_options")
+    @classmethod
+    def _json_plain(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import json
+        import math
+
+        def plain(v: Any) -> bool:
+            if isinstance(v, dict):
+                return all(isinstance(k, str) and plain(x) for k, x in v.items())
+            if isinstance(v, list):
+                return all(plain(x) for x in v)
+            return v is None or isinstance(v, str | bool | int) or (isinstance(v, float) and math.isfinite(v))
+
+        bad = sorted(k for k, v in value.items() if not plain(v))
+        if bad:
+            raise PydanticCustomError("module_options", "expected JSON-plain values (text, finite numbers, "
+                                      "booleans, null, lists, mappings with text keys), found others at {keys}",
+                                      {"keys": json.dumps(bad)})
+        return value
+
+    @model_validator(mode="after")
+    def _options_need_a_module(self) -> TrainingConfig:
+        if self.module_options and self.module is None:
+            raise FieldProblems([(("module_options",), "only with module: these are the keyword arguments of "
+                                  "training.module's factory; set module, or drop module_options (the built-in MLP "
+                                  "takes hidden_units and dropout)")])
+        return self
 
     @model_validator(mode="after")
     def _one_gpu_per_process(self) -> TrainingConfig:
@@ -369,6 +429,62 @@ class GatePolicy(_Strict):
     #: Floors every slice with enough rows must meet.
     slice_thresholds: dict[Metric, float] = Field(default_factory=dict)
     min_slice_rows: Annotated[int, Field(gt=0)] = 100
+
+
+#: The fairness metrics a spec's ``fairness.thresholds`` may name, per task (:mod:`lifecycle.training.fairness`
+#: computes them). Classifiers: demographic parity (difference of the groups' selection rates, or the ratio of the
+#: lowest to the highest), equalized odds (the larger of the TPR and FPR differences) and the TPR / FPR gaps alone
+#: (a multiclass model: each one-vs-rest per class, the worst class counting). Regression: the gap between the
+#: groups' largest and smallest MAE or RMSE, in target units.
+FAIRNESS_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference", "tpr_gap",
+               "fpr_gap"),
+    "multiclass": ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference",
+                   "tpr_gap", "fpr_gap"),
+    "regression": ("mae_gap", "rmse_gap"),
+}
+#: Fairness metrics whose threshold is a floor (the figure must reach it); every other one's is a ceiling.
+FAIRNESS_FLOORS = frozenset({"demographic_parity_ratio"})
+#: Fairness metrics that are rates or ratios of rates: their thresholds lie in [0, 1].
+FAIRNESS_RATES = frozenset(FAIRNESS_METRICS["binary"])
+
+
+def fairness_metric_problem(task: str, metric: str, threshold: float) -> str | None:
+    """Why ``metric: threshold`` cannot be a fairness threshold of a model of ``task`` (None when it can)."""
+    if metric not in FAIRNESS_METRICS[task]:
+        return f"not a {task} fairness metric ({', '.join(FAIRNESS_METRICS[task])})"
+    if metric in FAIRNESS_RATES and threshold > 1:
+        return f"{threshold} is above 1: {metric} compares rates, so its threshold lies in [0, 1]"
+    return None
+
+
+class FairnessConfig(_Strict):
+    """The fairness audit of the promotion gate (:mod:`lifecycle.training.fairness`): per sensitive attribute, the
+    candidate's figures on the held-out rows, each metric against its threshold; a breach rejects the candidate.
+
+    An attribute is a column, a feature or one of :attr:`columns` (sensitive columns kept out of the model's
+    inputs), in groups: one per value of a categorical column, one per bin of a numeric one (``bins`` as a
+    slice's). Groups with fewer than :attr:`min_group_rows` held-out rows are reported, not judged.
+    """
+
+    #: Sensitive columns of the batches that are *not* features, declared like features (kind, categories or range,
+    #: ``max_missing``): the data gate checks them, training never feeds them to the model.
+    columns: list[Feature] = Field(default_factory=list)
+    attributes: Annotated[list[Slice], Field(min_length=1)]
+    #: ``metric: threshold``, the metrics of the spec's task (:data:`FAIRNESS_METRICS`): a ceiling on a difference
+    #: or gap, a floor on ``demographic_parity_ratio`` (:data:`FAIRNESS_FLOORS`).
+    thresholds: Annotated[dict[str, Annotated[float, Field(ge=0)]], Field(min_length=1)]
+    min_group_rows: Annotated[int, Field(gt=0)] = 30
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique_attribute_names(cls, attributes: list[Slice]) -> list[Slice]:
+        names = [a.name for a in attributes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate attribute names: {dupes} (each names its gate checks: "
+                             "fairness.<attribute>.<metric>)")
+        return attributes
 
 
 class ServingSLO(_Strict):
@@ -434,7 +550,9 @@ class CanarySLO(_Strict):
     accuracy_margin: Annotated[float, Field(ge=0, le=1)] = 0.0
     #: Brier score (mean squared error of the probability) on the same labelled pairs: breach when the
     #: challenger's is shown worse by more than ``brier_margin``. Threshold-free, so it sees bad probabilities that
-    #: accuracy on an imbalanced label misses.
+    #: accuracy on an imbalanced label misses. Multiclass: half the multiclass Brier score per row; regression: the
+    #: normalised squared-error difference (e_x^2 - e_c^2) / (e_x^2 + e_c^2), and no accuracy test (see
+    #: :mod:`lifecycle.serving.evidence`, "Tasks").
     brier_margin: Annotated[float, Field(ge=0, le=1)] = 0.005
     #: The whole deploy's false-rollback budget: the probability that a challenger no worse than the margins on
     #: any of the four checks is ever rolled back by them, over the shadow stage and every step, however often
@@ -469,8 +587,12 @@ class ShadowPlan(_Strict):
     #: [0, 1]) stops it too.
     inverted_correlation: Annotated[float, Field(ge=-1, le=1)] = -0.5
     #: Hold (stay in shadow until ``min_labels_when_moved`` labels decide): the share of positive decisions or the
-    #: mean score differs from the champion's by more than this.
+    #: mean score differs from the champion's by more than this (multiclass: the predicted-class distribution, in
+    #: total variation, or a class's mean probability).
     moved_positive_rate: Annotated[float, Field(gt=0, le=1)] = 0.15
+    #: Regression: hold when the challenger's mean value moved by more than this many of the champion's standard
+    #: deviations (its constant screen is scale-free too: a spread at most ``constant_std`` times the champion's).
+    moved_mean_sds: Annotated[float, Field(gt=0)] = 0.5
 
     @model_validator(mode="after")
     def _consistent(self) -> ShadowPlan:
@@ -504,6 +626,28 @@ class CanaryPlan(_Strict):
         return steps
 
 
+#: The live metrics ``monitoring.max_performance_drop`` may name, per task: :mod:`lifecycle.monitoring.performance`
+#: measures them on an interval's labelled feedback and compares each with the champion's offline test metric of the
+#: same name. Each is higher-is-better, so a drop is offline - live, and each lies in [0, 1] for any model worth
+#: serving, so an absolute drop in (0, 1] means the same for every model of the task. A regression model is watched on
+#: R^2, not rmse or mae: those are in target units, which no bound in (0, 1] (nor a default) can know; a drop of R^2
+#: by 0.05 is the live squared error exceeding the offline one by 5% of the target's variance, whatever its units.
+MONITORED_METRICS: dict[str, tuple[str, ...]] = {"binary": ("roc_auc", "accuracy"),
+                                                 "multiclass": ("accuracy", "macro_f1"), "regression": ("r2",)}
+#: The ``monitoring.max_performance_drop`` a spec that leaves it out gets, per task (binary: as it always was).
+TASK_PERFORMANCE_DROP_DEFAULTS: dict[str, dict[str, float]] = {
+    "binary": {"roc_auc": 0.05}, "multiclass": {"macro_f1": 0.05}, "regression": {"r2": 0.05}}
+_MONITORED_HELP = ("Input should be a monitored metric: " + "; ".join(f"{task}: {', '.join(names)}" for task, names
+                                                                      in MONITORED_METRICS.items()))
+
+
+def _monitored_metric(name: str) -> str:
+    """A monitored metric of some task (whether of the spec's own task is checked by :class:`ModelSpec`)."""
+    if any(name in names for names in MONITORED_METRICS.values()):
+        return name
+    raise PydanticCustomError("monitored_metric", _MONITORED_HELP)
+
+
 class MonitoringPolicy(_Strict):
     """Drift monitoring and the retraining policy it drives.
 
@@ -521,12 +665,17 @@ class MonitoringPolicy(_Strict):
     feature_thresholds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     #: Share of features that must drift for the interval to count as drifted.
     drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
-    #: Drift score of the champion's predicted probability (reported; counted by ``prediction_triggers``).
+    #: Drift score of the champion's predictions (binary: the probability; multiclass: the predicted class;
+    #: regression: the value), reported; counted by ``prediction_triggers``.
     prediction_threshold: Annotated[float, Field(gt=0)] = 0.1
     prediction_triggers: bool = False
-    #: Largest drop of a live metric (on labelled feedback) below the champion's offline test metric.
-    max_performance_drop: dict[Literal["roc_auc", "accuracy"], Annotated[float, Field(gt=0, le=1)]] = Field(
-        default_factory=lambda: {"roc_auc": 0.05})
+    #: Largest drop of a live metric (on labelled feedback) below the champion's offline test metric, per metric of
+    #: the spec's task (:data:`MONITORED_METRICS`: binary roc_auc, accuracy; multiclass accuracy, macro_f1; regression
+    #: r2, an absolute drop of R^2: not rmse, whose drop would be in target units). Left out: the task's
+    #: (:data:`TASK_PERFORMANCE_DROP_DEFAULTS`; binary ``{roc_auc: 0.05}``, as always).
+    max_performance_drop: dict[Annotated[str, AfterValidator(_monitored_metric)],
+                               Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: dict(TASK_PERFORMANCE_DROP_DEFAULTS["binary"]))
     #: Rows (and labelled rows, for performance) an interval needs before it is judged at all.
     min_rows: Annotated[int, Field(gt=0)] = 1000
     min_labels: Annotated[int, Field(gt=0)] = 500
@@ -600,15 +749,20 @@ class ModelSpec(_Strict):
     registered_model: str | None = None
     #: What the target is (``lifecycle init`` guesses it from the data): ``binary`` (a 0/1 target, the default),
     #: ``multiclass`` (one of ``data.classes``) or ``regression`` (a number). Training (the network's head and
-    #: loss), the offline evaluation's metrics and the promotion gate follow it (the gate's metric names must be the
-    #: task's: :data:`TASK_METRICS`); serving, the canary and monitoring still treat every model as a binary
-    #: classifier of a 0/1 target.
+    #: loss), the offline evaluation's metrics and the promotion gate (the gate's metric names must be the task's:
+    #: :data:`TASK_METRICS`), the fairness audit, the gateway's answers and labels (a probability and 0/1; a class
+    #: with its probabilities; a value), the deploy judge's paired evidence (correctness and Brier score for
+    #: classes, a normalised squared-error difference for values) and monitoring (prediction drift, live
+    #: performance: :data:`MONITORED_METRICS`) all follow it.
     task: Task = "binary"
     data: DataSpec
     expectations: list[Expectation] = Field(default_factory=list)
     training: TrainingConfig = TrainingConfig()
     gate: GatePolicy = GatePolicy()
     slices: list[Slice] = Field(default_factory=list)
+    #: The fairness audit of the gate (:class:`FairnessConfig`); absent: none. Its metrics must be the task's
+    #: (:data:`FAIRNESS_METRICS`), its attributes name features or its own declared columns.
+    fairness: FairnessConfig | None = None
     schedules: Schedules = Schedules()
     serving: ServingConfig = ServingConfig()
     canary: CanaryPlan = CanaryPlan()
@@ -633,6 +787,21 @@ class ModelSpec(_Strict):
             missing = {k: dict(v) for k, v in defaults.items() if k not in gate.model_fields_set}
             return {**raw, "gate": gate.model_copy(update=missing)} if missing else raw
         return raw  # anything else: reported at gate
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_monitoring_defaults(cls, raw: Any) -> Any:
+        """A multiclass or regression spec that leaves out ``monitoring.max_performance_drop`` gets its task's
+        (:data:`TASK_PERFORMANCE_DROP_DEFAULTS`); a binary one keeps :class:`MonitoringPolicy`'s (the same)."""
+        if not isinstance(raw, dict) or raw.get("task") not in ("multiclass", "regression"):
+            return raw
+        default = dict(TASK_PERFORMANCE_DROP_DEFAULTS[raw["task"]])
+        monitoring = raw.get("monitoring", {})
+        if isinstance(monitoring, dict) and "max_performance_drop" not in monitoring:
+            return {**raw, "monitoring": {**monitoring, "max_performance_drop": default}}
+        if isinstance(monitoring, MonitoringPolicy) and "max_performance_drop" not in monitoring.model_fields_set:
+            return {**raw, "monitoring": monitoring.model_copy(update={"max_performance_drop": default})}
+        return raw  # given, or anything else: reported at monitoring
 
     @field_validator("data")
     @classmethod
@@ -681,6 +850,26 @@ class ModelSpec(_Strict):
                 raise ValueError(f"slice {s.name!r}: numeric column {s.column!r} needs bins")
         return slices
 
+    @field_validator("fairness")
+    @classmethod
+    def _fairness_fits_the_spec(cls, fairness: FairnessConfig | None, info: ValidationInfo) -> FairnessConfig | None:
+        """Thresholds on the task's fairness metrics; declared columns that are not already the id, the target or a
+        feature; each attribute on a feature or a declared column, binned exactly when that column is numeric."""
+        if fairness is None:
+            return fairness
+        task: str | None = info.data.get("task")
+        data: DataSpec | None = info.data.get("data")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for metric, threshold in fairness.thresholds.items() if task is not None else ():
+            why = fairness_metric_problem(task, metric, threshold)
+            if why is not None:
+                problems.append((("thresholds", metric), why))
+        if data is not None:  # else reported at data already
+            problems += _fairness_column_problems(fairness, data)
+        if problems:
+            raise FieldProblems(problems)
+        return fairness
+
     @field_validator("monitoring")
     @classmethod
     def _thresholds_name_features(cls, monitoring: MonitoringPolicy, info: ValidationInfo) -> MonitoringPolicy:
@@ -690,9 +879,49 @@ class ModelSpec(_Strict):
             raise ValueError(f"feature_thresholds names unknown features: {unknown}")
         return monitoring
 
+    @field_validator("monitoring")
+    @classmethod
+    def _performance_drop_fits_the_task(cls, monitoring: MonitoringPolicy, info: ValidationInfo) -> MonitoringPolicy:
+        task: str | None = info.data.get("task")
+        if task is None:  # reported at task already
+            return monitoring
+        names = MONITORED_METRICS[task]
+        problems = [(("max_performance_drop", metric), f"not a {task} monitored metric ({', '.join(names)})")
+                    for metric in monitoring.max_performance_drop if metric not in names]
+        if problems:
+            raise FieldProblems(problems)
+        return monitoring
+
     @property
     def model_name(self) -> str:
         return self.registered_model or self.name
+
+
+def _fairness_column_problems(fairness: FairnessConfig, data: DataSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    """Declared sensitive columns that are already the id, the target or a feature (or declared twice); attributes
+    on a column that is neither a feature nor declared, or binned when it is categorical, or not when numeric."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    taken = {data.target, data.id_column, *data.feature_names}
+    kinds = {f.name: f.kind for f in data.features}
+    for i, col in enumerate(fairness.columns):
+        if col.name in taken:
+            problems.append((("columns", i, "name"), f"{col.name!r} is already the id, the target or a feature: "
+                             "list here only sensitive columns kept out of the features"))
+        elif col.name in kinds:
+            problems.append((("columns", i, "name"), f"{col.name!r} is declared twice"))
+        kinds.setdefault(col.name, col.kind)
+    for i, a in enumerate(fairness.attributes):
+        kind = kinds.get(a.column)
+        if kind is None:
+            problems.append((("attributes", i, "column"), f"{a.column!r} is neither a feature nor declared in "
+                             "fairness.columns (declare a sensitive column kept out of the features there, with "
+                             "its kind)"))
+        elif kind == "categorical" and a.bins is not None:
+            problems.append((("attributes", i, "bins"), f"categorical column {a.column!r} takes no bins"))
+        elif kind != "categorical" and a.bins is None:
+            problems.append((("attributes", i, "bins"), f"numeric column {a.column!r} needs bins (increasing "
+                             "edges, as a slice's)"))
+    return problems
 
 
 def _describe(err: ValidationError, path: Path) -> str:

@@ -65,3 +65,25 @@ def test_a_constant_regression_target_is_refused(tmp_path):
 def test_a_trainable_window_passes_with_its_row_count(spec, tmp_path):
     cfg = spec.training.model_copy(update={"min_rows": 10})
     assert check_trainable(spec, cfg, window(tmp_path, "default", [0, 1] * 10, [1, 1, 0])) == 23
+
+
+def test_a_network_that_does_not_build_is_refused_at_plan_and_by_lifecycle_check(spec, tmp_path, capsys):
+    """``training.module`` naming a factory that breaks the contract: one line at plan, exit 1 from check."""
+    import yaml
+
+    from lifecycle.cli import main
+
+    cfg = spec.training.model_copy(update={"min_rows": 10, "module": "tests.fixtures.custom_modules:not_a_module"})
+    with pytest.raises(TrainingError) as err:
+        check_trainable(spec, cfg, window(tmp_path, "default", [0, 1] * 10))
+    assert "\n" not in str(err.value) and "not_a_module" in str(err.value)
+    data = yaml.safe_load((PROJECT_ROOT / "include/models/credit_default.yaml").read_text())
+    data["training"]["module"] = "tests.fixtures.custom_modules:not_a_module"
+    path = tmp_path / "credit_default.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check", str(path)]) == 1
+    assert f"{path}: training.module" in capsys.readouterr().out
+    data["training"]["module"] = "tests.fixtures.custom_modules:linear"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check", str(path)]) == 0
+    assert "a Linear with" in capsys.readouterr().out

@@ -15,6 +15,7 @@ import yaml
 
 from lifecycle.cli import main
 from lifecycle.data import draft as dr
+from lifecycle.data.draft import RANGE_MARGIN as M
 from lifecycle.data.draft import DraftError, category_strings, draft_spec, infer_column, land_file, render
 from lifecycle.spec import ModelSpec, get_spec, load_spec
 
@@ -86,19 +87,21 @@ def test_draft_follows_the_stated_rules(sample_file):
     assert feats["grade"]["categories"] == ["1", "2", "3", "4", "5"]
     assert feats["region"]["categories"] == ["east", "north", "south", "west"]
     assert feats["has_car"]["categories"] == ["False", "True"]
-    # ranges: observed, widened by 10% of the range, rounded outward, clamped at 0 for non-negative columns
+    # ranges: observed, widened by RANGE_MARGIN (50%) of the range, rounded outward, clamped at 0 for
+    # non-negative columns; 3% of a batch may fall outside
     raw = sample()
+    assert feats["income"]["max_out_of_range"] == 0.03 and "max_out_of_range" not in feats["region"]
     lo, hi = raw["income"].min(), raw["income"].max()
-    assert lo - 0.1 * (hi - lo) < 0 and feats["income"]["min"] == 0  # clamped
-    assert hi + 0.1 * (hi - lo) <= feats["income"]["max"] <= hi + 0.1 * (hi - lo) + (hi - lo) / 100
+    assert lo - M * (hi - lo) < 0 and feats["income"]["min"] == 0  # clamped
+    assert hi + M * (hi - lo) <= feats["income"]["max"] <= hi + M * (hi - lo) + (hi - lo) / 100
     lo, hi = raw["balance"].min(), raw["balance"].max()
-    assert lo < 0 and lo - 0.11 * (hi - lo) <= feats["balance"]["min"] <= lo - 0.1 * (hi - lo)  # not clamped
+    assert lo < 0 and lo - (M + 0.01) * (hi - lo) <= feats["balance"]["min"] <= lo - M * (hi - lo)  # not clamped
     lo, hi = raw["loan amount"].min(), raw["loan amount"].max()
     step = 10.0 ** (math.floor(math.log10(hi - lo)) - 2)
-    assert feats["loan_amount"]["min"] == pytest.approx(math.floor((lo - 0.1 * (hi - lo)) / step) * step)
+    assert feats["loan_amount"]["max"] == pytest.approx(math.ceil((hi + M * (hi - lo)) / step) * step)
     lo, hi = int(raw["age"].min()), int(raw["age"].max())
-    assert (feats["age"]["min"], feats["age"]["max"]) == (math.floor(lo - 0.1 * (hi - lo)),
-                                                          math.ceil(hi + 0.1 * (hi - lo)))
+    assert (feats["age"]["min"], feats["age"]["max"]) == (max(0, math.floor(lo - M * (hi - lo))),
+                                                          math.ceil(hi + M * (hi - lo)))
     assert isinstance(feats["age"]["min"], int)
     # missing share: 0 when never missing, else observed + 0.05 rounded up to hundredths
     assert feats["income"]["max_missing"] == 0.15  # 10% missing
@@ -167,8 +170,8 @@ def test_task_is_guessed_from_the_target(values, kind, task):
     draft = draft_spec("acme", frame, "y", id_column="id")
     assert draft.task == kind and draft.spec["task"] == task
     ModelSpec.model_validate(yaml.safe_load(render(draft)))
-    if task != "binary":
-        assert any("binary classifier" in w for w in draft.warnings)
+    # every stage follows the task; the one warning left: a binary target that is not 0/1 must be mapped
+    assert [w for w in draft.warnings if "0 and 1" not in w] == []
     assert draft_spec("acme", frame, "y", id_column="id", task="regression").spec["task"] == "regression"
 
 

@@ -104,3 +104,23 @@ def test_a_validated_file_without_its_gate_record_does_not_count_for_any_reader(
     assert validated_batches(spec, before, DAY, state)[-1] == folder / f"{DAY}.parquet"
     assert latest_validated_day(spec, DAY, state) == DAY
     assert latest_validated_day(spec, before, state) == before
+
+
+@pytest.mark.parametrize(("share", "passes"), [(0.02, True), (0.05, False)])
+def test_a_range_tolerance_lets_a_few_tail_values_through_and_quarantines_more(spec, state, share, passes):
+    """``max_out_of_range`` (drafted specs: 3%): a batch with 2% of ``age`` above the range passes, one with 5%
+    is quarantined naming the share and the allowance."""
+    from lifecycle.data.synthetic import generate_batch
+
+    features = [f.model_copy(update={"max_out_of_range": 0.03}) if f.name == "age" else f
+                for f in spec.data.features]
+    tolerant = spec.model_copy(update={"data": spec.data.model_copy(update={"features": features})})
+    frame = generate_batch(spec, DAY)
+    frame.loc[frame.index[: int(len(frame) * share)], "age"] = 140
+    folder = state.landing(spec.name)
+    folder.mkdir(parents=True)
+    frame.to_parquet(folder / f"{DAY}.parquet", index=False)
+    outcome = gate_batch(tolerant, DAY, paths=state)
+    assert outcome.passed is passes, outcome.reason
+    if not passes:
+        assert "age: 5.0% of values outside [18.0, 100.0] (allowed 3%)" in outcome.reason

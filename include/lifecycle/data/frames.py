@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lifecycle.spec import Feature, ModelSpec
+
 
 INT_TYPES = ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64", "uint8", "uint16", "uint32",
              "uint64", "UInt8", "UInt16", "UInt32", "UInt64"]
@@ -56,6 +58,19 @@ def numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
             else:
                 out[col] = out[col].astype("object").where(out[col].notna(), None)
     return out
+
+
+def declared_columns(spec: ModelSpec) -> list[Feature]:
+    """Every column a batch's values are declared for, in the data gate's order: the features, then the sensitive
+    columns the fairness audit reads that are kept out of the features (``fairness.columns``)."""
+    return [*spec.data.features, *(spec.fairness.columns if spec.fairness is not None else [])]
+
+
+def batch_columns(spec: ModelSpec) -> list[str]:
+    """The columns a batch must hold: the id column (when the spec has one), the declared columns
+    (:func:`declared_columns`) and the target."""
+    return [*([spec.data.id_column] if spec.data.id_column else []), *(c.name for c in declared_columns(spec)),
+            spec.data.target]
 
 
 def batch_name(day: dt.date) -> str:

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifecycle.data.frames import FLOAT_TYPES, TEXT_TYPES, batch_name, numpy_dtypes
+from lifecycle.data.frames import (
+    FLOAT_TYPES,
+    TEXT_TYPES,
+    batch_columns,
+    batch_name,
+    declared_columns,
+    numpy_dtypes,
+)
 from lifecycle.fileio import atomic_write, crash_point, durable_move
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
@@ -69,7 +76,7 @@ def expectation_specs(spec: ModelSpec) -> list[tuple[str, dict[str, Any]]]:
         ("expect_column_to_exist", {"column": spec.data.target}),
         ("expect_column_values_to_not_be_null", {"column": spec.data.target}),
     ]
-    for f in spec.data.features:
+    for f in declared_columns(spec):  # the features, and the sensitive columns kept out of them
         out.append(("expect_column_to_exist", {"column": f.name}))
         # An integer column with missing values arrives as float64 (NaN); the range check still applies.
         types = {"numeric": FLOAT_TYPES, "integer": FLOAT_TYPES, "categorical": TEXT_TYPES}[f.kind]
@@ -82,7 +89,8 @@ def expectation_specs(spec: ModelSpec) -> list[tuple[str, dict[str, Any]]]:
             out.append(("expect_column_values_to_be_in_set", {"column": f.name, "value_set": f.categories}))
         elif f.min is not None or f.max is not None:
             out.append(("expect_column_values_to_be_between",
-                        {"column": f.name, "min_value": f.min, "max_value": f.max}))
+                        {"column": f.name, "min_value": f.min, "max_value": f.max}
+                        | ({"mostly": 1 - f.max_out_of_range} if f.max_out_of_range else {})))
     out += [(e.expectation, dict(e.kwargs)) for e in spec.expectations]
     return out
 
@@ -169,8 +177,7 @@ def _describe_failure(result: dict[str, Any]) -> str:
 def validate_frame(spec: ModelSpec, frame: pd.DataFrame) -> tuple[bool, dict[str, Any], list[str]]:
     """Run the suite on a DataFrame; return (success, GX result as JSON dict, readable failure lines)."""
     frame = numpy_dtypes(frame)
-    missing = {c for c in [spec.data.id_column, spec.data.target, *spec.data.feature_names]
-               if c is not None and c not in frame}
+    missing = {c for c in batch_columns(spec) if c not in frame}
     ctx = _context()
     batch_def = (ctx.data_sources.add_pandas("landing").add_dataframe_asset(spec.name)
                  .add_batch_definition_whole_dataframe("batch"))

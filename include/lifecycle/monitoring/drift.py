@@ -1,5 +1,10 @@
 """Drift of one interval against the reference: Evidently's `DataDriftPreset` and a `ValueDrift` on the
-predicted probability, run on per-column sketches (:mod:`.sketch`) with the error bound of each score.
+model's prediction, run on per-column sketches (:mod:`.sketch`) with the error bound of each score.
+
+Prediction drift follows the model's task (:func:`prediction_kind`): a binary model's probability of class 1 and a
+regression model's value are numeric columns (``monitoring.num_method``), a multiclass model's predicted class a
+categorical one (``monitoring.cat_method``); the reference's prediction column must be of the same kind
+(:func:`lifecycle.monitoring.run.load_reference`).
 
 Real intervals can be tiny or degenerate (0 or 1 rows, constant or all-missing columns, codes stored as numbers):
 a feature that cannot be scored is left out of the scores with its reason (:class:`DriftResult`), never NaN,
@@ -54,6 +59,12 @@ class DriftResult:
     def to_dict(self) -> dict[str, Any]:
         """Every field and ``uncertain``, as plain JSON (``json.dumps(..., allow_nan=False)`` holds)."""
         return asdict(self) | {"uncertain": self.uncertain}
+
+
+def prediction_kind(spec: ModelSpec) -> str:
+    """How the ``prediction`` column is compared (Evidently's column type): ``categorical`` for a multiclass model (its
+    predicted class), ``numeric`` for the others (a binary model's probability, a regression model's value)."""
+    return "categorical" if spec.task == "multiclass" else "numeric"
 
 
 def feature_kinds(spec: ModelSpec) -> tuple[list[str], list[str]]:
@@ -126,11 +137,13 @@ def compute_drift(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFram
 
     Any frames work, from 0 rows up: numeric values that are missing, infinite or not numbers count as missing;
     categorical values are compared as text labels (code 3 stored as 3 or 3.0 is ``"3"``); a feature with no
-    value on one side is not scored (see :class:`DriftResult`). A RuntimeError when Evidently leaves out the
+    value on one side is not scored (see :class:`DriftResult`). The ``prediction`` column of both frames is compared
+    as the task's kind (:func:`prediction_kind`): numeric, or a multiclass model's predicted class as text. A RuntimeError when Evidently leaves out the
     score of a column it was given (a changed Evidently output, not a property of the data).
     """
     policy = policy or spec.monitoring
     numeric, categorical = feature_kinds(spec)
+    pred_categorical = prediction_kind(spec) == "categorical"
     features = numeric + categorical
     undefined: dict[str, str] = {}
     if not prediction:
@@ -139,19 +152,23 @@ def compute_drift(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFram
         undefined[PREDICTION] = f"no {PREDICTION} column in the reference"
     elif PREDICTION not in current:
         undefined[PREDICTION] = f"no {PREDICTION} column in the current interval"
-    num_cols = numeric + ([PREDICTION] if PREDICTION not in undefined else [])
-    ref = _normalised(reference, num_cols, categorical)
-    cur = _normalised(current, num_cols, categorical)
+    pred = [PREDICTION] if PREDICTION not in undefined else []
+    num_cols = numeric + ([] if pred_categorical else pred)
+    cat_cols = categorical + (pred if pred_categorical else [])
+    ref = _normalised(reference, num_cols, cat_cols)
+    cur = _normalised(current, num_cols, cat_cols)
     k = policy.sketch_rows if sketch_rows is None else sketch_rows
-    sketched = sketch(cur, num_cols, categorical, k) if k else cur
-    for c in num_cols + categorical:
+    sketched = sketch(cur, num_cols, cat_cols, k) if k else cur
+    for c in num_cols + cat_cols:
         why = _why_unscorable(c, ref, cur, sketched, c in num_cols)
         if why is not None:
             undefined[c] = why
     scored_num = [c for c in numeric if c not in undefined]
     scored_cat = [c for c in categorical if c not in undefined]
-    use_prediction = PREDICTION in num_cols and PREDICTION not in undefined
-    bounds = sketch_error(ref, cur, sketched, scored_num + ([PREDICTION] if use_prediction else []), scored_cat)
+    use_prediction = bool(pred) and PREDICTION not in undefined
+    scored_pred = [PREDICTION] if use_prediction else []
+    bounds = sketch_error(ref, cur, sketched, scored_num + ([] if pred_categorical else scored_pred),
+                          scored_cat + (scored_pred if pred_categorical else []))
     thresholds = {c: policy.threshold(c) for c in features}
     scores: dict[str, float] = {}
     prediction_score = None
@@ -159,7 +176,7 @@ def compute_drift(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFram
     if len(ref) and len(cur) and (scored_num or scored_cat or use_prediction or summary):
         snapshot, scores, prediction_score = _run_evidently(
             ref, sketched, numeric, categorical, scored_num + scored_cat, use_prediction, thresholds, policy,
-            summary)
+            summary, pred_categorical)
     for c in [*scores, *([PREDICTION] if use_prediction else [])]:
         value = prediction_score if c == PREDICTION else scores[c]
         if value is None or not math.isfinite(value) or not math.isfinite(bounds.get(c, 0.0)):
@@ -182,28 +199,32 @@ def compute_drift(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFram
 
 def _run_evidently(reference: pd.DataFrame, sketched: pd.DataFrame, numeric: list[str], categorical: list[str],
                    scored: list[str], use_prediction: bool, thresholds: dict[str, float],
-                   policy: MonitoringPolicy, summary: bool) -> tuple[Any, dict[str, float], float | None]:
-    """Evidently's report on the normalised frames: drift of the ``scored`` features (and of the prediction),
-    the data summary of every feature; its snapshot, the feature scores and the prediction score."""
+                   policy: MonitoringPolicy, summary: bool,
+                   pred_categorical: bool = False) -> tuple[Any, dict[str, float], float | None]:
+    """Evidently's report on the normalised frames: drift of the ``scored`` features (and of the prediction, a
+    categorical column when ``pred_categorical``), the data summary of every feature; its snapshot, the feature
+    scores and the prediction score."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
-    num_cols = numeric + ([PREDICTION] if use_prediction else [])
-    definition = DataDefinition(numerical_columns=num_cols, categorical_columns=categorical)
+    pred = [PREDICTION] if use_prediction else []
+    num_cols = numeric + ([] if pred_categorical else pred)
+    cat_cols = categorical + (pred if pred_categorical else [])
+    definition = DataDefinition(numerical_columns=num_cols, categorical_columns=cat_cols)
     metrics: list[Any] = []
     if scored:
         metrics.append(DataDriftPreset(columns=scored, num_method=policy.num_method, cat_method=policy.cat_method,
                                        per_column_threshold={c: thresholds[c] for c in scored},
                                        drift_share=policy.drift_share))
     if use_prediction:
-        metrics.append(ValueDrift(column=PREDICTION, method=policy.num_method,
-                                  threshold=policy.prediction_threshold))
+        metrics.append(ValueDrift(column=PREDICTION, method=policy.cat_method if pred_categorical
+                                  else policy.num_method, threshold=policy.prediction_threshold))
     if summary:
         metrics.append(DataSummaryPreset(columns=numeric + categorical))
     snapshot = Report(metrics).run(
-        Dataset.from_pandas(sketched[num_cols + categorical].reset_index(drop=True), data_definition=definition),
-        Dataset.from_pandas(reference[num_cols + categorical].reset_index(drop=True), data_definition=definition))
+        Dataset.from_pandas(sketched[num_cols + cat_cols].reset_index(drop=True), data_definition=definition),
+        Dataset.from_pandas(reference[num_cols + cat_cols].reset_index(drop=True), data_definition=definition))
     scores: dict[str, float] = {}
     prediction_score = None
     for m in snapshot.dict()["metrics"]:

@@ -37,7 +37,10 @@ def decide(measured: dict[str, Any], policy: MonitoringPolicy, *, now: dt.dateti
     """The retraining policy, a pure function of one interval's measurements and the model's recent history.
 
     ``measured`` holds ``rows``, ``drift_share``, ``drifted`` (feature names), ``features`` (count),
-    ``prediction_drift`` (or None) and ``performance``: ``{metric: {"live", "offline"}}`` with ``labels``.
+    ``prediction_drift`` (or None; the drift of the task's prediction) and ``performance``: ``{metric: {"live",
+    "offline"}}`` with ``labels``. Each metric of ``policy.max_performance_drop`` (the spec's task's:
+    :data:`lifecycle.spec.MONITORED_METRICS`, all higher-is-better) drops by offline - live; one with no live or
+    offline value is not judged.
     """
     rows = int(measured["rows"])
     if rows < policy.min_rows:

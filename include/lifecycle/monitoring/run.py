@@ -1,8 +1,10 @@
 """Drift monitoring: one data interval of live traffic against the serving champion's reference, with Evidently.
 
 For an interval ``[start, end)`` the monitor reads the gateway's prediction log and the feedback received, and
-compares the features (and the champion's predicted probability) with the reference: a sample of the
-champion's training rows stored with the version when it was trained (``reference/reference.parquet``).
+compares the features (and the champion's prediction: a binary model's probability, a multiclass model's predicted
+class, a regression model's value) with the reference: a sample of the champion's training rows stored with the
+version when it was trained (``reference/reference.parquet``), with the champion's prediction of the same kind
+(:func:`load_reference`). Live performance is measured per task too (:mod:`.performance`).
 
 The steps live in their own modules: :mod:`.logs` (reading), :mod:`.drift` and :mod:`.sketch` (Evidently),
 :mod:`.performance` (labelled outcomes), :mod:`.policy` (the decision), :mod:`.response` (what to do about it:
@@ -23,7 +25,7 @@ from lifecycle.data.validation import validated_days
 from lifecycle.fileio import atomic_write
 from lifecycle.monitoring.drift import compute_drift
 from lifecycle.monitoring.logs import read_interval
-from lifecycle.monitoring.performance import live_performance, offline_metrics
+from lifecycle.monitoring.performance import LIVE_METRICS, live_performance, offline_metrics
 from lifecycle.paths import StatePaths
 from lifecycle.registry.artifacts import PREDICTION, REFERENCE_ARTIFACT
 
@@ -49,24 +51,62 @@ def report_dir(spec: ModelSpec, start: dt.datetime, end: dt.datetime, paths: Sta
 
 
 def load_reference(spec: ModelSpec, version: str, paths: StatePaths) -> pd.DataFrame:
-    """The reference sample stored with ``version`` at training (cached locally per version)."""
+    """The reference sample stored with ``version`` at training (cached locally per version), its ``prediction``
+    column of the kind the interval's has (:class:`lifecycle.monitoring.logs.Interval`), per task:
+
+    - ``binary``: the stored probability of class 1, as always;
+    - ``multiclass``: the champion's predicted class on the reference rows, as text (``str(class)``, as the gateway
+      logs it), computed here with the model (:meth:`~lifecycle.training.packaging.LoadedModel.predict`): training
+      stores the probability of that class, which is not what the live log's prediction is;
+    - ``regression``: the champion's predicted value on the reference rows (target units), computed the same way.
+
+    A MonitorError when the version has no reference, or was trained for another task than the spec's.
+    """
+    import tempfile
+
     import pandas as pd
 
     from lifecycle.registry.store import Registry
 
-    cache = paths.reports / spec.name / "reference" / f"v{version}.parquet"
-    if not cache.exists():
-        from mlflow.exceptions import MlflowException
+    name = f"v{version}.parquet" if spec.task == "binary" else f"v{version}.{spec.task}.parquet"
+    cache = paths.reports / spec.name / "reference" / name
+    if cache.exists():
+        return pd.read_parquet(cache)
+    from mlflow.exceptions import MlflowException
 
-        registry = Registry(paths)
-        mv = registry.version(spec.model_name, version)
+    registry = Registry(paths)
+    mv = registry.version(spec.model_name, version)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=cache.parent) as tmp:
         try:
-            local = registry.client.download_artifacts(mv.run_id, REFERENCE_ARTIFACT, str(cache.parent))
+            local = Path(registry.client.download_artifacts(mv.run_id, REFERENCE_ARTIFACT, tmp))
         except (MlflowException, OSError) as err:
             raise MonitorError(f"{spec.model_name} v{version} has no drift reference ({REFERENCE_ARTIFACT} in run "
                                f"{mv.run_id}): {err}") from err
-        Path(local).replace(cache)
+        if spec.task != "binary":
+            reference = pd.read_parquet(local)
+            reference[PREDICTION] = champion_predictions(spec, version, reference, registry, Path(tmp))
+            local = Path(tmp) / name
+            reference.to_parquet(local, index=False)
+        local.replace(cache)
     return pd.read_parquet(cache)
+
+
+def champion_predictions(spec: ModelSpec, version: str, rows: pd.DataFrame, registry: Any,
+                         scratch: Path) -> np.ndarray:
+    """``version``'s prediction for each of ``rows`` as the gateway logs it: a multiclass model's class as text, a
+    regression model's value (float64). A MonitorError when the model's task is not the spec's."""
+    from lifecycle.training.packaging import load_model_dir
+
+    (scratch / "model").mkdir(parents=True, exist_ok=True)
+    model = load_model_dir(registry.download_model(spec.model_name, version, scratch / "model"))
+    if model.task != spec.task:
+        raise MonitorError(f"{spec.model_name} v{version} is a {model.task} model, the spec's task is {spec.task}: "
+                           "its predictions are not comparable with the live log's")
+    values = model.predict(rows[spec.data.feature_names])
+    if spec.task == "multiclass":
+        return np.array([str(v) for v in values], dtype=object)
+    return np.asarray(values, dtype=np.float64)
 
 
 def _monitoring_run(experiment_id: str, interval_key: str):
@@ -81,7 +121,12 @@ def _monitoring_run(experiment_id: str, interval_key: str):
 
 def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id: str = "manual",
             paths: StatePaths | None = None) -> dict[str, Any]:
-    """Everything the policy needs about one interval; writes the report and logs to MLflow. Idempotent."""
+    """Everything the policy needs about one interval; writes the report and logs to MLflow. Idempotent.
+
+    ``performance`` holds ``labels`` and, per live metric of the spec's task
+    (:data:`~lifecycle.monitoring.performance.LIVE_METRICS`), ``{"live", "offline"}`` (binary: also ``brier``, live
+    only); ``prediction_drift`` is the drift score of the task's prediction (:func:`load_reference`). Plain JSON: an
+    undefined figure is None, with its reason under ``undefined`` (drift) or ``performance.undefined``."""
     import mlflow
 
     from lifecycle.registry.store import CHAMPION, TAG, Registry, configure_mlflow, ensure_experiment
@@ -103,18 +148,20 @@ def measure(spec: ModelSpec, start: dt.datetime, end: dt.datetime, *, dag_run_id
     }
     if len(interval.frame):
         result["versions"] = {str(k): int(v) for k, v in interval.frame["version"].value_counts().items()}
-    perf = live_performance(interval.labelled, version)
+    perf = live_performance(interval.labelled, version, spec.task, spec.data.classes)
     offline = offline_metrics(spec, version, paths)
     result["performance"] = {"labels": int(perf["labels"])} | {
-        m: {"live": perf.get(m), "offline": offline.get(m)} for m in ("roc_auc", "accuracy")}
-    result["performance"]["brier"] = perf.get("brier")
+        m: {"live": perf.get(m), "offline": offline.get(m)} for m in LIVE_METRICS[spec.task]}
+    if spec.task == "binary":
+        result["performance"]["brier"] = perf.get("brier")
     if perf.get("undefined"):  # why a live metric is null (one class among the labels, no labels)
         result["performance"]["undefined"] = dict(perf["undefined"])
     in_spec = interval.frame[~interval.frame["out_of_spec"]] if len(interval.frame) else interval.frame
     if len(in_spec) >= spec.monitoring.min_rows:  # rows served out of spec never count as drift
         reference = load_reference(spec, version, paths)
         current = in_spec.drop(columns="out_of_spec")
-        current.loc[current["version"] != version, PREDICTION] = np.nan  # prediction drift: the champion's only
+        # prediction drift: the champion's only (a multiclass model's prediction is text: None is its missing value)
+        current.loc[current["version"] != version, PREDICTION] = None if spec.task == "multiclass" else np.nan
         html = out_dir / "drift_report.html"
         drift = compute_drift(spec, reference, current, html=html)
         result |= {"drift_share": drift.share, "drifted": drift.drifted, "scores": drift.scores,

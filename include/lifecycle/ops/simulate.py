@@ -32,8 +32,8 @@ class ClientPopulation:
         self.rng = random.Random(seed)
         # Every request is a new applicant (a fresh row, never re-sent): re-sending a small pool would count the
         # same labels many times and make the canary's z-test see evidence that is not there.
-        self.applicants: deque[tuple[dict[str, Any], int, str]] = deque()
-        self.pending: deque[tuple[float, str, int]] = deque()
+        self.applicants: deque[tuple[dict[str, Any], Any, str]] = deque()  # row, outcome, routing key
+        self.pending: deque[tuple[float, str, Any]] = deque()
         self.sent = self.ok = self.failed = self.feedback_sent = 0
         self.feedback_limited = 0  # feedback posts the gateway's rate limit refused (429): sent again later
         self.statuses: dict[int, int] = {}
@@ -46,7 +46,7 @@ class ClientPopulation:
                          threading.Thread(target=self._feedback, daemon=True, name="back-office")]
 
     def _refill(self) -> None:
-        from lifecycle.data.frames import numpy_dtypes
+        from lifecycle.data.frames import category_label, numpy_dtypes
         from lifecycle.data.synthetic import Scenario, generate_batch
 
         spec = self.spec
@@ -55,8 +55,12 @@ class ClientPopulation:
             self.day += dt.timedelta(days=1)
             feats = frame[spec.data.feature_names]
             rows = feats.astype(object).where(feats.notna(), None).to_dict("records")
-            self.applicants.extend(zip(rows, frame[spec.data.target].astype(int).tolist(),
-                                       frame[spec.data.id_column].astype(str).tolist(), strict=True))
+            target = frame[spec.data.target]
+            # the outcome as the gateway's feedback takes it: binary 0/1, multiclass the class's text, regression a number
+            outcomes = (target.astype(int).tolist() if spec.task == "binary"
+                        else [category_label(v) for v in target] if spec.task == "multiclass"
+                        else target.astype(float).tolist())
+            self.applicants.extend(zip(rows, outcomes, frame[spec.data.id_column].astype(str).tolist(), strict=True))
 
     def switch(self, scenario: str) -> None:
         """From now on, applicants come from ``scenario`` (e.g. ``covariate_drift:0.5``): the population moves."""
@@ -138,10 +142,21 @@ class ClientPopulation:
 
 
 def write_traffic_log(spec: ModelSpec, root: Path, frame: Any, *, version: str, probability: Any,
-                      threshold: float, start: dt.datetime, end: dt.datetime, labels: bool = True,
+                      threshold: float | None, start: dt.datetime, end: dt.datetime, labels: bool = True,
                       seed: int = 0) -> int:
     """Write ``frame``'s rows as the gateway logs them (one single-row request each, spread evenly over
-    ``[start, end)``), with each outcome reported 1-60 s later (still inside the interval when it fits).
+    ``[start, end)``), with each outcome (``frame``'s target) reported 1-60 s later (still inside the interval when
+    it fits).
+
+    ``probability`` is the model's output per row as :meth:`~lifecycle.training.packaging.LoadedModel.scores` gives
+    it, and the records follow the spec's task (the log contract, :mod:`lifecycle.monitoring.logs`):
+
+    - ``binary``: the probability of class 1; logged as ``probability`` and ``label`` (``probability >=
+      threshold``), the outcome as 0/1 (as always);
+    - ``multiclass``: rows x classes probabilities (in the order of ``data.classes``; ``threshold`` unused); logged
+      as ``label`` (the most probable class, as text), ``probability`` (its probability) and ``probabilities``,
+      the outcome as the class's text;
+    - ``regression``: the predicted values (``threshold`` unused); logged as ``value``, the outcome as a number.
 
     For backfills, tests and benchmarks of the monitor: the same files, in the same layout, as live traffic.
     """
@@ -149,6 +164,7 @@ def write_traffic_log(spec: ModelSpec, root: Path, frame: Any, *, version: str, 
 
     import numpy as np
 
+    from lifecycle.data.frames import category_label
     from lifecycle.serving.predlog import LogWriter
 
     feats = frame[spec.data.feature_names]
@@ -158,19 +174,32 @@ def write_traffic_log(spec: ModelSpec, root: Path, frame: Any, *, version: str, 
     lo, span = start.timestamp(), (end - start).total_seconds()
     ts = lo + (np.arange(n) + 0.5) / max(n, 1) * span
     probability = np.asarray(probability, dtype=float)
+    classes = [str(c) for c in spec.data.classes or []]
+    if spec.task == "multiclass" and probability.shape != (n, len(classes)):
+        raise ValueError(f"probability: a multiclass model's scores are rows x classes ({n} x {len(classes)}), got "
+                         f"shape {probability.shape}")
     writer = LogWriter(root / "serving", flush_seconds=3600)
     truth = frame[spec.data.target].to_numpy() if labels else None
     try:
         for i, row in enumerate(rows):
             rid = uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i).hex
-            p = float(probability[i])
-            writer.put("predictions", spec.name, ts[i], {
-                "request_id": rid, "ts": ts[i], "model": spec.name, "version": version, "rows": [row],
-                "probability": [p], "label": [int(p >= threshold)], "latency_ms": 1.0})
+            record = {"request_id": rid, "ts": ts[i], "model": spec.name, "version": version, "rows": [row]}
+            if spec.task == "multiclass":
+                k = int(np.argmax(probability[i]))
+                record |= {"label": [classes[k]], "probability": [float(probability[i, k])],
+                           "probabilities": [[float(q) for q in probability[i]]]}
+            elif spec.task == "regression":
+                record |= {"value": [float(probability[i])]}
+            else:
+                p = float(probability[i])
+                record |= {"probability": [p], "label": [int(p >= threshold)]}
+            writer.put("predictions", spec.name, ts[i], record | {"latency_ms": 1.0})
             if truth is not None:
                 at = min(ts[i] + rng.uniform(1, 60), end.timestamp() - 1e-3)
+                outcome = category_label(truth[i]) if spec.task == "multiclass" else \
+                    float(truth[i]) if spec.task == "regression" else int(truth[i])
                 writer.put("feedback", spec.name, at, {"request_id": rid, "ts": at, "model": spec.name,
-                                                       "label": [int(truth[i])], "version": version})
+                                                       "label": [outcome], "version": version})
             if i % 50_000 == 0:
                 writer.flush()
         writer.flush()

@@ -7,7 +7,9 @@ offline, and can be archived next to the model it describes.
 
 A "Deploys" section draws each deploy (the deploy events sharing a run id, :func:`deploys_of`): the challenger's
 traffic share over time (the shadow stage shaded) and, per sequential test, its e-value at each verdict against
-its rollback threshold, with the outcome and the deciding figures in one line.
+its rollback threshold, with the outcome and the deciding figures in one line. A "Fairness" section shows the
+fairness audit each recent version was gated with (groups' figures, each metric against its threshold), read from
+its gate event's details.
 
 Every piece of text that comes from outside (reasons, tags, paths, model names) is HTML-escaped, and links are
 only made for ``http``, ``https`` and ``file`` URLs or plain paths, so a reason or a detail cannot inject markup.
@@ -908,6 +910,44 @@ def _versions_table(versions: list[VersionInfo]) -> str:
             + "".join(rows) + "</tbody></table>")
 
 
+#: Versions whose fairness audit the "Fairness" section shows, newest first.
+MAX_FAIRNESS_VERSIONS = 4
+
+
+def _fairness_section(events: list[Event]) -> str | None:
+    """The "Fairness" section: for the newest :data:`MAX_FAIRNESS_VERSIONS` versions gated with a fairness audit
+    (the ``fairness`` details of their ``gate_passed`` / ``gate_rejected`` events: see
+    :mod:`lifecycle.training.fairness`), a small table per attribute of the groups' figures, then each metric
+    against its threshold and the notes; None when no gate event holds an audit."""
+    from lifecycle.training.fairness import audit_tables
+
+    audited: dict[str, Event] = {}
+    for event in events:  # ledger order: the last gate event of a version wins
+        if event.event in ("gate_passed", "gate_rejected") and isinstance(_details(event).get("fairness"), dict):
+            audited[str(event.version)] = event
+    if not audited:
+        return None
+    parts = ['<section id="fairness"><h2>Fairness</h2><p class="meta">Each version\'s audit on its held-out rows '
+             "when it was gated, newest first; a breach rejects the version.</p>"]
+    for version in sorted(audited, key=_version_key, reverse=True)[:MAX_FAIRNESS_VERSIONS]:
+        event = audited[version]
+        colour = outcome_colour(event)
+        for table in audit_tables(_details(event)["fairness"]):
+            title = f"{_version_label(version)} · {table['attribute']} (column {table['column']})" \
+                if table["attribute"] else _version_label(version)
+            parts.append(f'<h3><i class="dot" style="background:{colour}"></i>{_e(title)} · {_e(event.event)}</h3>')
+            if table["header"]:
+                parts.append("<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in table["header"])
+                             + "</tr></thead><tbody>"
+                             + "".join("<tr>" + f"<td>{_e(row[0])}</td>" + "".join(f'<td class="num">{_e(c)}</td>'
+                                                                                  for c in row[1:]) + "</tr>"
+                                       for row in table["rows"]) + "</tbody></table>")
+            items = table["metrics"] + [f"note: {n}" for n in table["notes"]]
+            if items:
+                parts.append("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in items) + "</ul>")
+    return "".join(parts) + "</section>"
+
+
 def _events_table(events: list[Event], report_dir: Path | None) -> str:
     if not events:
         return '<p class="empty">No events recorded yet.</p>'
@@ -1040,6 +1080,9 @@ def render_report(model: str, events: list[Event], versions: list[VersionInfo], 
     deploys = _deploys_section(events)
     if deploys:
         out.append(deploys)
+    fairness = _fairness_section(events)
+    if fairness:
+        out.append(fairness)
 
     out.append("<section><h2>Events</h2>" + _events_table(ordered, report_dir) + "</section>")
     out.append("</main></body></html>\n")

@@ -88,9 +88,51 @@ def recorded_archive_sha256(spec: ModelSpec, version: str | int, paths: StatePat
     return mv.tags.get(f"{TAG}archive_sha256") or None
 
 
+def _recorded_audit(staged: Path, events: list[Any]) -> dict[str, Any] | None:
+    """The version's own fairness audit from when it was gated: its run's ``evaluation.json`` (staged as
+    ``mlflow/evaluation.json``), else its gate event's details; None when neither holds one."""
+    from lifecycle.training.fairness import candidate_audit
+
+    path = staged / "mlflow" / "evaluation.json"
+    if path.exists():
+        try:
+            audit = candidate_audit(json.loads(path.read_text()))
+        except (ValueError, AttributeError):  # an unreadable or foreign file: fall back to the ledger
+            audit = None
+        if audit is not None:
+            return audit
+    for e in reversed(events):
+        if e.event in ("gate_passed", "gate_rejected") and isinstance(e.details.get("fairness"), dict):
+            return e.details["fairness"]
+    return None
+
+
+def fairness_section(audit: dict[str, Any] | None) -> list[str]:
+    """The model card's fairness lines: per audited attribute, a Markdown table of its groups' figures, then each
+    metric against its threshold and the notes (groups too small to judge, undefined figures)."""
+    from lifecycle.training.fairness import audit_tables
+
+    tables = audit_tables(audit)
+    if not tables:
+        return ["- no fairness audit recorded (the spec had no `fairness` section when this version was gated)"]
+    lines: list[str] = []
+    for table in tables:
+        if table["attribute"]:
+            lines += [f"### {table['attribute']} (column `{table['column']}`)", ""]
+        if table["header"]:
+            lines += ["| " + " | ".join(table["header"]) + " |", "|" + " --- |" * len(table["header"])]
+            lines += ["| " + " | ".join(row) + " |" for row in table["rows"]]
+            lines.append("")
+        lines += [f"- {line}" for line in table["metrics"]]
+        lines += [f"- note: {note}" for note in table["notes"]]
+        lines.append("")
+    return lines[:-1]
+
+
 def model_card(spec: ModelSpec, version: str, mv: Any, run: Any, events: list[Any], traffic: list[dict],
                days: list[str], reason: str, staged: Path) -> str:
-    """A Markdown model card: purpose, lineage, metrics, slices, gates, deployment and drift history, why retired."""
+    """A Markdown model card: purpose, lineage, metrics, slices, fairness, gates, deployment and drift history, why
+    retired."""
     metrics = run.data.metrics
     params = run.data.params
     overall = {k.removeprefix("test_"): v for k, v in sorted(metrics.items())
@@ -121,6 +163,7 @@ def model_card(spec: ModelSpec, version: str, mv: Any, run: Any, events: list[An
                   for name, m in by_slice.items()]
     else:
         lines.append("- none recorded")
+    lines += ["", "## Fairness", "", *fairness_section(_recorded_audit(staged, events))]
     lines += ["", "## Gates", "", f"- promotion gate: {mv.tags.get(f'{TAG}gate_reason', 'not recorded')}"]
     lines += [f"- canary: {e.event} {e.at}: {e.reason}" for e in events
               if e.event in ("canary_step", "promoted", "rolled_back")]

@@ -3,7 +3,8 @@
 Public API::
 
     POST /v1/models/{model}/predict     one row (JSON object) or a batch (JSON array of objects)
-    POST /v1/models/{model}/feedback    {"request_id": ..., "label": 0|1} or an array of them
+    POST /v1/models/{model}/feedback    {"request_id": ..., "label": 0|1} or an array of them (multiclass: a class
+                                        of data.classes; regression: a finite number)
                                         (``Authorization: Bearer <feedback token or admin token>``; rate-limited
                                         per client address by the spec's ``serving.feedback_rate``/``_burst``);
                                         202 {"accepted", "matched", "duplicates"}: only the first label of a
@@ -33,6 +34,9 @@ mirrored version's error in the pair). The mirrored prediction is logged with th
 first label of the request judges both versions on the same rows (:class:`~lifecycle.serving.live.PairedLive`).
 Requests answered by a version outside the pair are not mirrored; with no pair, the predict path does nothing more
 than read ``None``.
+
+Tasks: a binary model answers ``{"probability", "label"}`` per row; a multiclass or regression model answers,
+logs, keeps and judges per :mod:`lifecycle.serving.tasks` (its runtime's ``head``, chosen once from the spec).
 
 Routing: each request goes to one version, drawn by weight; with a sticky key (``X-Routing-Key`` header, or
 the spec's ``serving.sticky_key`` field of the first row) the same key reaches the same version while the
@@ -106,11 +110,11 @@ from lifecycle.serving.live import (
     RateLimiter,
     entry_labels,
     entry_mirror,
-    sum_evidence,
     summarize,
 )
 from lifecycle.serving.predlog import LogWriter
-from lifecycle.serving.scoring import FastScorer, RequestError, Schema
+from lifecycle.serving.scoring import FastScorer, RequestError, Schema, TorchScorer, scorer_for
+from lifecycle.serving.tasks import TaskHead, TaskMismatchError, head_for
 from lifecycle.serving.traffic import (
     Applied,
     ShadowHeldError,
@@ -209,7 +213,7 @@ def error_status(err: BaseException) -> int:
 @dataclass
 class Version:
     version: str
-    scorer: FastScorer
+    scorer: FastScorer | TorchScorer
     loaded_at: float
 
 
@@ -253,7 +257,8 @@ class Shadow:
 @dataclass(slots=True)
 class Mirror:
     """A request to score again with the other version of the shadow pair, after the response: the rows, what the
-    answering version gave (``p``: float64 probabilities; None when it failed), and the pair as it was then."""
+    answering version gave (``p``: float64 probabilities, or the task's outputs; None when it failed), and the
+    pair as it was then."""
 
     model: str
     rt: ModelRuntime
@@ -284,6 +289,9 @@ class ModelRuntime:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.schema = Schema.from_spec(spec)
+        #: Multiclass and regression: what the model's task does differently; None for binary (the gateway's own
+        #: code paths, as they always were).
+        self.head: TaskHead | None = head_for(spec)
         self.versions: dict[str, Version] = {}
         self.weights: dict[str, int] = {}
         self.routes: tuple[tuple[float, Version], ...] = ()
@@ -307,7 +315,7 @@ class ModelRuntime:
         self.shadow_logged_at = -math.inf  # monotonic time a failed mirrored scoring was last logged
 
     def new_stats(self) -> LiveStats:
-        return LiveStats(retention=self.stats_retention)
+        return LiveStats(retention=self.stats_retention, graded=self.head is None or self.head.graded)
 
     def apply_shadow(self, pair: ShadowPair | None) -> None:
         """Mirror between ``pair``'s versions from now on (None, or a version not loaded here: no mirroring). A
@@ -321,7 +329,8 @@ class ModelRuntime:
         evidence = self.evidence.get(key)
         if evidence is None or old is None or (old.champion, old.challenger) != key:
             self.evidence.pop(key, None)  # inserted last: the evidence read for a challenger is its newest
-            evidence = self.evidence[key] = PairedLive(*key, retention=self.evidence_retention)
+            evidence = self.evidence[key] = (PairedLive(*key, retention=self.evidence_retention) if self.head is None
+                                             else self.head.paired(*key, self.evidence_retention))
         slo = self.spec.canary.slo
         shadow = Shadow(pair, evidence, slo.max_p99_ms)
         if old is not None and old.champion == pair.champion:
@@ -370,17 +379,18 @@ class RequestIds:
         return self._buffer[at:at + 16].hex()
 
 
-def default_loader(paths: StatePaths) -> Callable[[ModelSpec, str], FastScorer]:
-    """Load a registered version from the MLflow registry into a FastScorer."""
+def default_loader(paths: StatePaths) -> Callable[[ModelSpec, str], FastScorer | TorchScorer]:
+    """Load a registered version from the MLflow registry into its scorer (:func:`scoring.scorer_for`: NumPy for
+    the built-in MLP, torch for a module of the user's own)."""
 
-    def load(spec: ModelSpec, version: str) -> FastScorer:
+    def load(spec: ModelSpec, version: str) -> FastScorer | TorchScorer:
         import tempfile
 
         from lifecycle.registry.store import Registry
         from lifecycle.training.packaging import load_model_dir
 
         with tempfile.TemporaryDirectory() as tmp:
-            return FastScorer(load_model_dir(Registry(paths).download_model(spec.model_name, version, Path(tmp))))
+            return scorer_for(load_model_dir(Registry(paths).download_model(spec.model_name, version, Path(tmp))))
 
     return load
 
@@ -393,7 +403,7 @@ def gateway_token(paths: StatePaths) -> str:
 
 class Gateway:
     def __init__(self, specs: list[ModelSpec], paths: StatePaths | None = None, *, token: str | None = None,
-                 loader: Callable[[ModelSpec, str], FastScorer] | None = None, sync_seconds: float = 1.0,
+                 loader: Callable[[ModelSpec, str], FastScorer | TorchScorer] | None = None, sync_seconds: float = 1.0,
                  feedback_token: str | None = None) -> None:
         self.paths = paths or StatePaths.current()
         self.models = {s.name: ModelRuntime(s) for s in specs}
@@ -530,8 +540,15 @@ class Gateway:
         if version in rt.versions:
             return rt.versions[version]
         scorer = await asyncio.to_thread(self.loader, rt.spec, version)
+        head = rt.head
+        if head is not None:
+            head.check(scorer, model, version)
+        elif getattr(scorer, "task", "binary") != "binary":
+            raise TaskMismatchError(f"{model} v{version} is a {scorer.task} model but the spec's task is binary: it "
+                                    "cannot be served under this spec")
         warm = [dict.fromkeys(rt.schema.numeric, 0.0) | dict.fromkeys(rt.schema.categorical, "")]
-        await asyncio.to_thread(scorer.proba, warm)  # warm-up before it can be routed to
+        # warm-up before it can be routed to
+        await asyncio.to_thread(scorer.proba if head is None else lambda rows: head.outputs(scorer, rows), warm)
         loaded = Version(version, scorer, time.time())
         async with self._lock:
             rt.versions = {**rt.versions, version: loaded}
@@ -675,8 +692,9 @@ class Gateway:
         version = rt.route(key)
         if version is None:
             raise UnavailableError(f"no version of {model} has traffic")
+        head = rt.head
         try:
-            p = version.scorer.proba(rows)
+            p = version.scorer.proba(rows) if head is None else head.outputs(version.scorer, rows)
         except Exception as err:  # a version that cannot score counts against it in the canary's error rate
             now = time.time()
             latency_ms = (time.perf_counter() - start) * 1000
@@ -691,6 +709,8 @@ class Gateway:
                 failure.mirror = self._shadowed(model, rt, shadow, version.version, rows, None, now, None,
                                                 latency_ms, flagged)
             raise failure from err
+        if head is not None:
+            return self._answer_task(model, rt, head, version, rows, flagged, p, start)
         labels = tuple((p >= version.scorer.threshold).astype(int).tolist())  # a tuple: untracked by the GC
         request_id = self._ids.next()
         now = time.time()
@@ -715,6 +735,33 @@ class Gateway:
         shadow = rt.shadow
         job = None if shadow is None else self._shadowed(model, rt, shadow, version.version, rows, request_id, now,
                                                          p64, latency_ms, flagged)
+        return {"request_id": request_id, "model": model, "version": version.version, "predictions": predictions}, job
+
+    def _answer_task(self, model: str, rt: ModelRuntime, head: TaskHead, version: Version,
+                     rows: list[dict[str, Any]], flagged: list[tuple[int, list[str]]], out: np.ndarray,
+                     start: float) -> tuple[dict[str, Any], Mirror | None]:
+        """:meth:`predict_deferred`'s answer for a multiclass or regression model (``out``: its outputs): the
+        predictions, the log record and the index entry as :mod:`lifecycle.serving.tasks` says."""
+        request_id = self._ids.next()
+        now = time.time()
+        latency_ms = (time.perf_counter() - start) * 1000
+        stats = rt.stats.get(version.version)
+        if stats is not None:
+            stats.request(now, latency_ms)
+        rt.index.add(version.version, request_id, out.tobytes(), now)
+        predictions, fields = head.answer(out)
+        record = {"request_id": request_id, "ts": now, "model": model, "version": version.version, "rows": rows,
+                  **fields, "latency_ms": latency_ms}
+        if flagged:
+            record["out_of_spec"] = [{"row": i, "fields": names} for i, names in flagged]
+            for i, names in flagged:
+                predictions[i]["out_of_spec"] = names
+            self._metrics.out_of_spec(model, flagged)
+        self.logs.put("predictions", model, now, record)
+        self._metrics.observe(model, version.version, "ok", latency_ms / 1000)
+        shadow = rt.shadow
+        job = None if shadow is None else self._shadowed(model, rt, shadow, version.version, rows, request_id, now,
+                                                         out, latency_ms, flagged)
         return {"request_id": request_id, "model": model, "version": version.version, "predictions": predictions}, job
 
     def _shadowed(self, model: str, rt: ModelRuntime, shadow: Shadow, served: str, rows: list[dict[str, Any]],
@@ -748,10 +795,14 @@ class Gateway:
         mirrored = version.version
         start = time.perf_counter()
         p: np.ndarray | None
+        head = rt.head
         try:
-            p = np.ascontiguousarray(version.scorer.proba(job.rows), dtype=np.float64).reshape(-1)
-            if len(p) != len(job.rows):
-                raise ValueError(f"{len(p)} probabilities for {len(job.rows)} rows")
+            if head is None:
+                p = np.ascontiguousarray(version.scorer.proba(job.rows), dtype=np.float64).reshape(-1)
+                if len(p) != len(job.rows):
+                    raise ValueError(f"{len(p)} probabilities for {len(job.rows)} rows")
+            else:
+                p = head.outputs(version.scorer, job.rows)
         except Exception as err:  # noqa: BLE001 - the mirrored version's error, in the pair only
             p = None
             rt.shadow_errors += 1
@@ -769,17 +820,23 @@ class Gateway:
         shadow.evidence.mirrored(job.ts, p_c is None, p_x is None, p_c, p_x)
         if p is None or job.p is None or job.request_id is None:
             return  # nothing to pair: no answer, or no mirrored prediction
-        labels = tuple((p >= version.scorer.threshold).astype(int).tolist())
-        record = {"request_id": job.request_id, "ts": job.ts, "model": job.model, "version": mirrored,
-                  "rows": job.rows, "probability": p, "label": labels, "latency_ms": latency_ms, "shadow": True,
-                  "served_by": job.served}
+        if head is None:
+            labels = tuple((p >= version.scorer.threshold).astype(int).tolist())
+            record = {"request_id": job.request_id, "ts": job.ts, "model": job.model, "version": mirrored,
+                      "rows": job.rows, "probability": p, "label": labels, "latency_ms": latency_ms, "shadow": True,
+                      "served_by": job.served}
+        else:
+            record = {"request_id": job.request_id, "ts": job.ts, "model": job.model, "version": mirrored,
+                      "rows": job.rows, **head.answer(p)[1], "latency_ms": latency_ms, "shadow": True,
+                      "served_by": job.served}
         if job.flagged:
             record["out_of_spec"] = [{"row": i, "fields": fields} for i, fields in job.flagged]
         self.logs.put("predictions", job.model, job.ts, record)
         entry = rt.index.add_mirror(job.served, job.request_id, mirrored, p.tobytes(), shadow.evidence.epoch)
         first = entry_labels(entry) if entry is not None else None
         if first is not None:  # the request's label came before its mirrored scoring: it judges both now
-            shadow.evidence.labelled(time.time(), p_c, p_x, np.frombuffer(first, dtype=np.int8))
+            y = np.frombuffer(first, dtype=np.int8) if head is None else head.decode_labels(first)
+            shadow.evidence.labelled(time.time(), p_c, p_x, y)
 
     def feedback(self, model: str, body: bytes, client: str | None = None) -> dict[str, Any]:
         """Match labels to recent predictions (live stats) and log them. ``client`` (the caller's address): charged
@@ -791,11 +848,14 @@ class Gateway:
         counts for the versions that scored the request: the one that answered it (live stats, and the pair's
         evidence) and, with a shadow pair, the one it was mirrored to (the pair's evidence)."""
         rt = self.runtime(model)
-        clean = _load(body, lambda data: _feedback_items(data, rt.schema.max_rows))
+        head = rt.head
+        clean = _load(body, lambda data: _feedback_items(data, rt.schema.max_rows, head))
         if client is not None:
             self._charge(rt, client, sum(len(labels) for _, labels in clean))
         now = time.time()
         matched = duplicates = 0
+        if head is not None:
+            return self._feedback_task(model, rt, head, clean, now)
         for rid, labels in clean:
             found = rt.index.find(rid, now)
             record = {"request_id": rid, "ts": now, "model": model, "label": labels}
@@ -825,13 +885,50 @@ class Gateway:
         rt.feedback_duplicates += duplicates
         return {"accepted": len(clean), "matched": matched, "duplicates": duplicates}
 
+    def _feedback_task(self, model: str, rt: ModelRuntime, head: TaskHead, clean: list[tuple[str, Any]],
+                       now: float) -> dict[str, Any]:
+        """:meth:`feedback` for a multiclass or regression model: ``clean`` holds (request id, (labels as logged,
+        labels as the index keeps them)); the same rules (the first label of a request counts, in the live stats
+        of the version that answered and in its pair's evidence)."""
+        matched = duplicates = 0
+        for rid, (logged, encoded) in clean:
+            found = rt.index.find(rid, now)
+            record = {"request_id": rid, "ts": now, "model": model, "label": logged}
+            if found is not None:
+                version, entry = found
+                record["version"] = version
+                outputs = entry[0]
+                if entry_labels(entry) is not None:
+                    duplicates += 1
+                    record["duplicate"] = True
+                elif len(outputs) == head.row_bytes * len(logged):
+                    rt.index.mark_labelled(version, rid, encoded)
+                    stats, loaded = rt.stats.get(version), rt.versions.get(version)
+                    y = head.decode_labels(encoded)
+                    if stats is not None:
+                        head.live(stats, now, head.decode(outputs), y, loaded.scorer if loaded else None)
+                    mirror = entry_mirror(entry)
+                    if mirror is not None:
+                        self._pair_label(rt, version, outputs, mirror, y, now)
+                    matched += 1
+                else:
+                    matched += 1
+            self.logs.put("feedback", model, now, record)
+        rt.feedback_duplicates += duplicates
+        return {"accepted": len(clean), "matched": matched, "duplicates": duplicates}
+
     @staticmethod
-    def _pair_label(rt: ModelRuntime, served: str, probs: bytes, mirror: tuple[str, bytes, int], labels: list[int],
-                    now: float) -> None:
+    def _pair_label(rt: ModelRuntime, served: str, probs: bytes, mirror: tuple[str, bytes, int],
+                    labels: list[int] | np.ndarray, now: float) -> None:
         """The first label of a mirrored request, in the evidence its pair counted in (none if that evidence is
-        gone: a version of the pair unloaded, or the pair set anew since)."""
+        gone: a version of the pair unloaded, or the pair set anew since). ``labels``: binary 0/1, else as
+        :meth:`TaskHead.decode_labels` gives them."""
         mirrored, mirrored_probs, epoch = mirror
-        p_served, p_mirrored = np.frombuffer(probs), np.frombuffer(mirrored_probs)
+        head = rt.head
+        if head is None:
+            p_served, p_mirrored = np.frombuffer(probs), np.frombuffer(mirrored_probs)
+        else:
+            p_served, p_mirrored = head.decode(probs), head.decode(mirrored_probs)
         evidence = rt.evidence.get((served, mirrored))
         if evidence is not None:
             p_c, p_x = p_served, p_mirrored
@@ -839,7 +936,7 @@ class Gateway:
             evidence = rt.evidence.get((mirrored, served))
             p_c, p_x = p_mirrored, p_served
         if evidence is not None and evidence.epoch == epoch:
-            evidence.labelled(now, p_c, p_x, np.asarray(labels, dtype=np.int8))
+            evidence.labelled(now, p_c, p_x, np.asarray(labels, dtype=np.int8) if head is None else labels)
 
     def _charge(self, rt: ModelRuntime, client: str, labels: int) -> None:
         limiter = rt.limiter
@@ -863,7 +960,7 @@ class Gateway:
         rt = self.runtime(model)
         weights = rt.weights
         snapshots = {v: s.snapshot(since) for v, s in rt.stats.items()}
-        versions = await asyncio.to_thread(_summaries, snapshots, since)
+        versions = await asyncio.to_thread(_summaries, snapshots, since, rt.head is None or rt.head.graded)
         return {"model": model, "since": since, "weights": weights, "versions": versions}
 
     def _evidence_of(self, model: str, challenger: str) -> tuple[ModelRuntime, PairedLive, bool]:
@@ -889,13 +986,15 @@ class Gateway:
         """:meth:`evidence` with the bucket snapshot taken here (O(buckets)) and summed in a worker thread.
 
         -> ``{"model", "since", "from", "active", "evidence"}``: ``evidence`` holds the ``PairedEvidence`` fields
-        (``champion``, ``challenger`` and the sums of :data:`~lifecycle.serving.live.EVIDENCE_FIELDS`) summed over
+        (``champion``, ``challenger`` and the sums of :data:`~lifecycle.serving.live.EVIDENCE_FIELDS`; a
+        multiclass or regression pair's also ``task`` and its own fields: see
+        :func:`~lifecycle.serving.live.sum_evidence`) summed over
         the 10 s buckets that end after ``since`` (bucket resolution: the one ``since`` falls in counts whole);
         ``from``: the start of the oldest such bucket (None: none yet); ``active``: whether the pair is the current
         shadow pair (its evidence stays readable after the pair is cleared, until a version of it is unloaded)."""
         _, ev, active = self._evidence_of(model, challenger)
         snapshot, first = ev.snapshot(since), ev.first_start(since)
-        fields = await asyncio.to_thread(sum_evidence, ev.champion, ev.challenger, snapshot)
+        fields = await asyncio.to_thread(ev.total, snapshot)
         return {"model": model, "since": since, "from": first, "active": active, "evidence": fields}
 
     def ready(self) -> tuple[bool, list[str]]:
@@ -940,8 +1039,10 @@ class Gateway:
         return scheme.lower() == "bearer" and (feeder or admin)
 
 
-def _summaries(snapshots: dict[str, list], since: float) -> dict[str, dict[str, Any]]:
-    return {version: summarize(buckets, since) for version, buckets in snapshots.items()}
+def _summaries(snapshots: dict[str, list], since: float, graded: bool = True) -> dict[str, dict[str, Any]]:
+    if graded:  # binary and multiclass: the call it always was
+        return {version: summarize(buckets, since) for version, buckets in snapshots.items()}
+    return {version: summarize(buckets, since, graded) for version, buckets in snapshots.items()}
 
 
 def _shadow_body(data: Any) -> tuple[str, str, float, int | None]:
@@ -1031,20 +1132,31 @@ def _bounded_int(text: str) -> int | float:
     return int(text) if len(text) <= 18 else float(text)
 
 
-def _feedback_items(data: Any, max_labels: int) -> list[tuple[str, list[int]]]:
-    """``{"request_id": str, "label": 0|1}`` (or ``"labels": [0|1, ...]``), or an array of them -> (id, labels)."""
+def _feedback_items(data: Any, max_labels: int, head: TaskHead | None = None) -> list[tuple[str, Any]]:
+    """``{"request_id": str, "label": 0|1}`` (or ``"labels": [0|1, ...]``), or an array of them -> (id, labels).
+    With a ``head`` (multiclass, regression) the labels are the task's (:meth:`TaskHead.labels`) and each item
+    gives (id, (labels as logged, labels as the index keeps them))."""
     items = data if isinstance(data, list) else [data]
     clean = []
     for i, item in enumerate(items):
         where = f"item {i}" if isinstance(data, list) else "feedback"
         if not isinstance(item, dict) or set(item) - {"request_id", "label", "labels"}:
-            raise RequestError(f"{where}: expected {{\"request_id\": str, \"label\": 0|1}}")
+            raise RequestError(f"{where}: expected {{\"request_id\": str, \"label\": "
+                               f"{'0|1' if head is None else head.expects}}}")
         rid = item.get("request_id")
         labels = item.get("labels", [item.get("label")])
         if not isinstance(rid, str) or not rid:
             raise RequestError(f"{where}: request_id must be a non-empty string")
         if len(rid) > MAX_REQUEST_ID_CHARS:
             raise RequestError(f"{where}: request_id must be at most {MAX_REQUEST_ID_CHARS} characters")
+        if head is not None:
+            if not isinstance(labels, list) or not labels:
+                raise RequestError(f"{where}: give \"label\" (one row) or \"labels\" (a non-empty list, one per row "
+                                   f"of the request), got {show(labels)}")
+            if len(labels) > max_labels:
+                raise RequestError(f"{where}: at most {max_labels} labels (a request's rows)")
+            clean.append((rid, head.labels(where, "labels" if "labels" in item else "label", labels)))
+            continue
         if not isinstance(labels, list) or not labels or \
                 any(type(x) is not int or x not in (0, 1) for x in labels):
             raise RequestError(f"{where}: label must be 0 or 1 (labels: a non-empty list of them)")

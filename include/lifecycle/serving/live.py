@@ -229,8 +229,11 @@ class LiveStats:
     """
 
     def __init__(self, retention: float = 3600.0, window: int = STATS_WINDOW,
-                 bucket_seconds: float = BUCKET_SECONDS) -> None:
+                 bucket_seconds: float = BUCKET_SECONDS, graded: bool = True) -> None:
         self.retention, self.window, self.width = retention, window, bucket_seconds
+        #: Whether a labelled row is right or wrong (binary, multiclass); False for regression: no correctness,
+        #: the summary's ``correct`` is None.
+        self.graded = graded
         self.buckets: deque[_Bucket] = deque()
         self._open = _NEVER
 
@@ -265,6 +268,10 @@ class LiveStats:
             bucket.err_ts.append(ts)
 
     def label(self, ts: float, correct: bool, squared_error: float) -> None:
+        """A labelled row: whether the version's decision was right (False where there is no correctness:
+        regression) and its loss in [0, 1] (``squared_error``: binary the squared error of the probability, as
+        ever; multiclass half the squared distance of the probabilities to the one-hot label; regression
+        e^2 / (e^2 + s^2), e the error and s the version's training target sd: see :func:`summarize`)."""
         bucket = self._open
         if ts >= bucket.end:
             bucket = self._roll(ts)
@@ -282,13 +289,20 @@ class LiveStats:
         return out
 
     def summary(self, since: float) -> dict[str, Any]:
-        return summarize(self.snapshot(since), since)
+        return summarize(self.snapshot(since), since, self.graded)
 
 
-def summarize(buckets: list[_Bucket], since: float) -> dict[str, Any]:
+def summarize(buckets: list[_Bucket], since: float, graded: bool = True) -> dict[str, Any]:
     """The live-stats summary of ``since`` onwards (the stats endpoint's per-version shape): whole buckets by
     their counts, the bucket ``since`` falls in by its raw columns; percentiles and the Brier score over the raw
-    values (O(n) in numpy: run it off the event loop)."""
+    values (O(n) in numpy: run it off the event loop).
+
+    ``brier`` is the mean per-row loss in [0, 1] of the labelled rows, per task: binary the Brier score (as ever),
+    multiclass half the multiclass Brier score (sum over classes of (p_k - 1[k = y])^2, which lies in [0, 2]),
+    regression the mean of e^2 / (e^2 + s^2) (e the error in target units, s the version's training target
+    standard deviation: 0.5 for an error of one sd, scale-free and bounded). ``correct`` counts the right
+    decisions (binary p >= 0.5 == label, multiclass the most probable class == label); None when not ``graded``
+    (regression: no correctness)."""
     requests = errors = feedback = correct = 0
     first_ts: float | None = None
     lats: list[np.ndarray] = []
@@ -325,7 +339,7 @@ def summarize(buckets: list[_Bucket], since: float) -> dict[str, Any]:
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
         "feedback": feedback,
-        "correct": correct,
+        "correct": correct if graded else None,
         "brier": float(sq.mean()) if len(sq) else None,
         "brier_var": float(sq.var(ddof=1)) if len(sq) > 1 else None,
         "first_ts": first_ts,
@@ -335,7 +349,9 @@ def summarize(buckets: list[_Bucket], since: float) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- paired (shadow) evidence
 #: What :class:`PairedLive` keeps per bucket and :func:`sum_evidence` returns: the fields of
 #: ``lifecycle.serving.evidence.PairedEvidence`` besides ``champion`` and ``challenger``. "p": the positive-class
-#: probability a version gave a row; a positive difference ``d`` means the challenger did worse.
+#: probability a version gave a row; a positive difference ``d`` means the challenger did worse. The comments
+#: are the binary meanings; a multiclass or regression pair (:class:`MulticlassPairedLive`,
+#: :class:`RegressionPairedLive`) gives some of them its own and adds fields (:data:`MULTICLASS_FIELDS`).
 EVIDENCE_FIELDS = (
     "pairs",  # rows scored by both versions (both probabilities finite and in [0, 1])
     "invalid",  # rows the challenger scored NaN, infinite or outside [0, 1] (left out of the pairs)
@@ -499,18 +515,216 @@ class PairedLive:
         return next((b.start for b in self.buckets if b.end > since), None)
 
     def summary(self, since: float) -> dict[str, Any]:
-        return sum_evidence(self.champion, self.challenger, self.snapshot(since))
+        return self.total(self.snapshot(since))
+
+    def total(self, sums: list[array]) -> dict[str, Any]:
+        """The ``PairedEvidence`` fields of a :meth:`snapshot` (anywhere; O(buckets))."""
+        return sum_evidence(self.champion, self.challenger, sums)
 
 
-def sum_evidence(champion: str, challenger: str, sums: list[array]) -> dict[str, Any]:
-    """The ``PairedEvidence`` fields summed over bucket sums (a :meth:`PairedLive.snapshot`); O(buckets)."""
-    n = len(EVIDENCE_FIELDS)
+def sum_evidence(champion: str, challenger: str, sums: list[array], task: str = "binary",
+                 classes: list[str] | None = None) -> dict[str, Any]:
+    """The ``PairedEvidence`` fields summed over bucket sums (a :meth:`PairedLive.snapshot`); O(buckets). A
+    binary pair's are :data:`EVIDENCE_FIELDS` (as ever); a multiclass or regression pair's also ``task``, and a
+    multiclass pair's ``classes`` (as text) and the per-class lists of :data:`MULTICLASS_FIELDS`."""
+    k = len(classes or ()) if task == "multiclass" else 0
+    n = len(EVIDENCE_FIELDS) + len(MULTICLASS_FIELDS) * k + len(MULTICLASS_SCALARS) * (k > 0)
     total = np.frombuffer(b"".join(v.tobytes() for v in sums), dtype=np.float64).reshape(-1, n).sum(axis=0) \
         if sums else np.zeros(n)
+    values = total.tolist()
     out: dict[str, Any] = {"champion": champion, "challenger": challenger}
-    for name, value in zip(EVIDENCE_FIELDS, total.tolist(), strict=True):
+    for name, value in zip(EVIDENCE_FIELDS, values, strict=False):
         out[name] = round(value) if name in INTEGER_FIELDS else value
+    if task == "binary":
+        return out
+    out["task"] = task
+    if k:
+        at = len(EVIDENCE_FIELDS)
+        out["classes"] = list(classes or ())
+        for name in MULTICLASS_FIELDS:
+            part = values[at:at + k]
+            out[name] = [round(x) for x in part] if name in ("class_c", "class_x") else part
+            at += k
+        for name in MULTICLASS_SCALARS:
+            out[name] = values[at]
+            at += 1
     return out
+
+
+#: A multiclass pair's per-class sums (lists of K, in the order of ``classes``), after :data:`EVIDENCE_FIELDS`:
+#: the rows each version predicted as each class, and each version's summed probability of each class.
+MULTICLASS_FIELDS = ("class_c", "class_x", "sum_pck", "sum_pxk")
+#: ... then the sums over rows of each version's squared probability vector (sum over classes of p_k^2): with
+#: ``sum_pck`` / ``sum_pxk``, the total variance of each version's probabilities (the constant-scores screen).
+MULTICLASS_SCALARS = ("sum_pcsq", "sum_pxsq")
+#: A multiclass probability row is valid when finite, in [0, 1] and summing to 1 within this.
+SUM_TOLERANCE = 1e-6
+
+
+def _valid_rows(p: np.ndarray) -> np.ndarray:
+    """Per row of a rows x classes matrix: every probability finite and in [0, 1], the row summing to 1 within
+    :data:`SUM_TOLERANCE`."""
+    with np.errstate(invalid="ignore"):
+        inside = (np.isfinite(p) & (p >= 0.0) & (p <= 1.0)).all(axis=1)
+        return inside & (np.abs(p.sum(axis=1) - 1.0) <= SUM_TOLERANCE)
+
+
+class MulticlassPairedLive(PairedLive):
+    """A multiclass shadow pair's evidence (``classes``: the class texts, in the order of the outputs).
+
+    Per paired row (``p_c``, ``p_x``: rows x classes probabilities): ``k*`` the champion's predicted class; the
+    score sums of :data:`EVIDENCE_FIELDS` (``sum_pc`` ... ``sum_pcpx``) are over ``s_c = p_c[k*]`` and
+    ``s_x = p_x[k*]`` (each version's probability of the champion's predicted class: the inverted screen's
+    correlation); ``pos_c`` / ``pos_x`` stay 0 (a binary notion); :data:`MULTICLASS_FIELDS` and
+    :data:`MULTICLASS_SCALARS` hold the per-class sums. ``invalid``: challenger rows with a probability NaN or
+    outside [0, 1], or not summing to 1 within :data:`SUM_TOLERANCE`. Per labelled row (label: the class index):
+    ``dacc = 1[argmax p_c = y] - 1[argmax p_x = y]``, ``dbrier = (B_x - B_c) / 2`` with
+    ``B = sum_k (p_k - 1[k = y])^2`` in [0, 2], so ``dbrier`` lies in [-1, 1] as the judge needs."""
+
+    task = "multiclass"
+
+    def __init__(self, champion: str, challenger: str, classes: list[str], retention: float = 86_400.0,
+                 bucket_seconds: float = BUCKET_SECONDS) -> None:
+        super().__init__(champion, challenger, retention, bucket_seconds)
+        self.classes = list(classes)
+        k = len(self.classes)
+        self._k = k
+        self._zeros = array("d", [0.0] * (len(EVIDENCE_FIELDS) + len(MULTICLASS_FIELDS) * k
+                                          + len(MULTICLASS_SCALARS)))
+
+    def _at(self, ts: float) -> array:
+        if ts >= self._open.end:
+            super()._at(ts)
+            self._open.v = self._zeros[:]  # a fresh bucket: widened to this pair's fields
+        return self._open.v
+
+    def mirrored(self, ts: float, champion_failed: bool, challenger_failed: bool,
+                 p_c: np.ndarray | None = None, p_x: np.ndarray | None = None) -> None:
+        v = self._at(ts)
+        d = int(challenger_failed) - int(champion_failed)
+        v[_REQUESTS] += 1
+        v[_SUM_DERR] += d
+        v[_SUM_DERR2] += d * d
+        if champion_failed or challenger_failed or p_c is None or p_x is None:
+            return
+        ok_x = _valid_rows(p_x)
+        ok = ok_x & _valid_rows(p_c)
+        v[_INVALID] += len(p_x) - int(np.count_nonzero(ok_x))
+        if not ok.all():
+            p_c, p_x = p_c[ok], p_x[ok]
+        n, k = len(p_c), self._k
+        if not n:
+            return
+        top = p_c.argmax(axis=1)
+        rows = np.arange(n)
+        s_c, s_x = p_c[rows, top], p_x[rows, top]
+        v[_PAIRS] += n
+        v[_SUM_PC] += float(s_c.sum())
+        v[_SUM_PX] += float(s_x.sum())
+        v[_SUM_PC2] += float(np.dot(s_c, s_c))
+        v[_SUM_PX2] += float(np.dot(s_x, s_x))
+        v[_SUM_PCPX] += float(np.dot(s_c, s_x))
+        at = len(EVIDENCE_FIELDS)
+        extra = np.concatenate([np.bincount(top, minlength=k), np.bincount(p_x.argmax(axis=1), minlength=k),
+                                p_c.sum(axis=0), p_x.sum(axis=0),
+                                [float((p_c * p_c).sum()), float((p_x * p_x).sum())]])
+        for i, x in enumerate(extra.tolist()):
+            v[at + i] += x
+
+    def labelled(self, ts: float, p_c: np.ndarray, p_x: np.ndarray, y: np.ndarray) -> None:
+        """The first labels ``y`` (class indices) of rows both versions scored; invalid rows left out."""
+        ok = _valid_rows(p_c) & _valid_rows(p_x)
+        if not ok.all():
+            p_c, p_x, y = p_c[ok], p_x[ok], y[ok]
+        if not len(y):
+            return
+        y = y.astype(np.int64)
+        dacc = (p_c.argmax(axis=1) == y).astype(np.float64) - (p_x.argmax(axis=1) == y)
+        dbrier = (half_brier(p_x, y) - half_brier(p_c, y))
+        v = self._at(ts)
+        v[_LABELS] += len(y)
+        v[_SUM_DACC] += float(dacc.sum())
+        v[_SUM_DACC2] += float(np.dot(dacc, dacc))
+        v[_SUM_DBRIER] += float(dbrier.sum())
+        v[_SUM_DBRIER2] += float(np.dot(dbrier, dbrier))
+
+    def total(self, sums: list[array]) -> dict[str, Any]:
+        return sum_evidence(self.champion, self.challenger, sums, "multiclass", self.classes)
+
+
+def half_brier(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row: half the multiclass Brier score, sum_k (p_k - 1[k = y])^2 / 2, in [0, 1]."""
+    sq = (p * p).sum(axis=1)
+    rows = np.arange(len(y))
+    return (sq - 2.0 * p[rows, y] + 1.0) / 2.0
+
+
+def normalised_sq_diff(e_c: np.ndarray, e_x: np.ndarray) -> np.ndarray:
+    """Per row: (e_x^2 - e_c^2) / (e_x^2 + e_c^2) in [-1, 1], 0 where both errors are 0 (the regression judge's
+    loss difference: see :mod:`lifecycle.serving.evidence`)."""
+    sc, sx = e_c * e_c, e_x * e_x
+    den = sc + sx
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(den > 0, (sx - sc) / np.where(den > 0, den, 1.0), 0.0)
+    # An error so large its square overflows: inf / inf; the larger error did worse.
+    return np.where(np.isnan(d), np.sign(np.abs(e_x) - np.abs(e_c)), d)
+
+
+class RegressionPairedLive(PairedLive):
+    """A regression shadow pair's evidence. Per paired row (``p_c``, ``p_x``: the values in target units): the
+    score sums of :data:`EVIDENCE_FIELDS` are over the values (``sum_pc`` = sum of the champion's values, ...);
+    ``pos_c`` / ``pos_x`` stay 0; ``invalid``: challenger values that are NaN or infinite. Per labelled row (the
+    label a number): no correctness (``sum_dacc`` stays 0), and ``dbrier`` is the normalised squared-error
+    difference ``(e_x^2 - e_c^2) / (e_x^2 + e_c^2)`` (0 when both are 0) in [-1, 1]."""
+
+    task = "regression"
+
+    def mirrored(self, ts: float, champion_failed: bool, challenger_failed: bool,
+                 p_c: np.ndarray | None = None, p_x: np.ndarray | None = None) -> None:
+        v = self._at(ts)
+        d = int(challenger_failed) - int(champion_failed)
+        v[_REQUESTS] += 1
+        v[_SUM_DERR] += d
+        v[_SUM_DERR2] += d * d
+        if champion_failed or challenger_failed or p_c is None or p_x is None:
+            return
+        ok_x = np.isfinite(p_x)
+        ok = ok_x & np.isfinite(p_c)
+        v[_INVALID] += len(p_x) - int(np.count_nonzero(ok_x))
+        if not ok.all():
+            p_c, p_x = p_c[ok], p_x[ok]
+        v[_PAIRS] += len(p_c)
+        v[_SUM_PC] += float(p_c.sum())
+        v[_SUM_PX] += float(p_x.sum())
+        v[_SUM_PC2] += float(np.dot(p_c, p_c))
+        v[_SUM_PX2] += float(np.dot(p_x, p_x))
+        v[_SUM_PCPX] += float(np.dot(p_c, p_x))
+
+    def labelled(self, ts: float, p_c: np.ndarray, p_x: np.ndarray, y: np.ndarray) -> None:
+        """The first labels ``y`` (numbers) of rows both versions scored; non-finite values left out."""
+        ok = np.isfinite(p_c) & np.isfinite(p_x)
+        if not ok.all():
+            p_c, p_x, y = p_c[ok], p_x[ok], y[ok]
+        if not len(y):
+            return
+        d = normalised_sq_diff(p_c - y, p_x - y)
+        v = self._at(ts)
+        v[_LABELS] += len(y)
+        v[_SUM_DBRIER] += float(d.sum())
+        v[_SUM_DBRIER2] += float(np.dot(d, d))
+
+    def total(self, sums: list[array]) -> dict[str, Any]:
+        return sum_evidence(self.champion, self.challenger, sums, "regression")
+
+
+def paired_live(champion: str, challenger: str, task: str = "binary", classes: list[str] | None = None,
+                retention: float = 86_400.0) -> PairedLive:
+    """The paired evidence of a shadow pair of a model of ``task`` (``classes``: a multiclass model's, as text)."""
+    if task == "multiclass":
+        return MulticlassPairedLive(champion, challenger, list(classes or ()), retention=retention)
+    if task == "regression":
+        return RegressionPairedLive(champion, challenger, retention=retention)
+    return PairedLive(champion, challenger, retention=retention)
 
 
 # ------------------------------------------------------------------------------------------- feedback rate limit

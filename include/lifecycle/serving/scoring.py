@@ -2,7 +2,12 @@
 
 The gateway scores with NumPy, from the same weights and preprocessing the pyfunc carries (checked equal to the
 torch forward pass in the tests): for a handful of rows, NumPy matrix products cost microseconds where a torch
-call costs tens of them.
+call costs tens of them. A model whose network is not the built-in MLP (a user's own ``torch.nn.Module``) is
+scored by torch itself (:class:`TorchScorer`); :func:`scorer_for` chooses, once per model load.
+
+What a scorer gives per task (:meth:`FastScorer.scores`, as :meth:`~lifecycle.training.packaging.LoadedModel.scores`
+does): ``binary`` the probability of class 1 per row (n,); ``multiclass`` the class probabilities (n, K), columns
+in the order of the model's classes, each row summing to 1; ``regression`` the value per row (n,) in target units.
 """
 from __future__ import annotations
 
@@ -186,22 +191,42 @@ class FastScorer:
     The features come from the model's own :class:`~lifecycle.training.preprocessing.Preprocessor`
     (:meth:`~lifecycle.training.preprocessing.Preprocessor.transform_rows`: the code training and the pyfunc use,
     the same float32 matrix); only the forward pass is NumPy's, in float64 over the float32 weights, and
-    ``tests/unit/test_scoring_parity.py`` holds it equal to the pyfunc to 1e-6.
+    ``tests/unit/test_scoring_parity.py`` (binary) and ``tests/unit/test_serving_tasks.py`` (every task) hold it
+    equal to the pyfunc to 1e-6.
+
+    ``task``, ``classes`` (multiclass: in the order of the outputs) and ``target`` (the
+    :class:`~lifecycle.training.preprocessing.TargetEncoding`) are the model's. :meth:`scores` is the per-task
+    output (module docstring), bound once here: for a binary model it *is* :meth:`proba`, whose code and cost are
+    what they always were. Only the built-in MLP (``model.module.net``: a Sequential of Linear, ReLU and Dropout)
+    can be scored here; anything else is a ValueError (use :func:`scorer_for`).
     """
 
     def __init__(self, model: LoadedModel) -> None:
         self.preprocessor = model.preprocessor
         self.threshold = model.threshold
         self.width = model.preprocessor.width
-        linears = [m for m in model.module.net if m.__class__.__name__ == "Linear"]
+        self.task = model.task
+        self.target = model.target
+        self.classes = model.classes
+        net = getattr(model.module, "net", None)
+        kinds = [m.__class__.__name__ for m in net] if net is not None else None
+        if not kinds or any(k not in MLP_LAYERS for k in kinds):
+            raise ValueError(f"FastScorer scores the built-in MLP only (a Sequential of {sorted(MLP_LAYERS)}), got "
+                             f"{type(model.module).__name__} with layers {kinds}: use scorer_for()")
+        linears = [m for m in net if m.__class__.__name__ == "Linear"]
         self.layers = [(m.weight.detach().numpy().T.astype(np.float64).copy(),
                         m.bias.detach().numpy().astype(np.float64).copy()) for m in linears]
+        self.scores = {"binary": self.proba, "multiclass": self._softmax, "regression": self._values}[self.task]
+        if self.task != "binary":  # the instance's proba: the binary code below is never reached
+            self.proba = self._softmax if self.task == "multiclass" else _no_proba
 
     def features(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """The model's input matrix (float32), exactly as the pyfunc computes it."""
         return self.preprocessor.transform_rows(rows)
 
     def proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Binary: the probability of class 1 per row. (A multiclass model's instance binds its rows x classes
+        probabilities here instead, a regression model's a ValueError: see ``__init__``.)"""
         h = self.features(rows).astype(np.float64)
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
@@ -217,3 +242,84 @@ class FastScorer:
         np.exp(z, out=z)
         z += 1.0
         return np.divide(1.0, z, out=z)
+
+    def _forward(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """The network's raw outputs (rows x outputs, float64)."""
+        h = self.features(rows).astype(np.float64)
+        last = len(self.layers) - 1
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w
+            h += b
+            if i < last:
+                np.maximum(h, 0, out=h)
+        return h
+
+    def _softmax(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Multiclass: the softmax over the outputs, stable (the row's largest output subtracted first)."""
+        z = self._forward(rows)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
+
+    def _values(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Regression: the output in target units (the model's TargetEncoding: ``output * std + mean``)."""
+        return self.target.to_target(self._forward(rows)[:, 0])
+
+
+#: The layers of the built-in MLP (:class:`lifecycle.training.trainer.TabularMLP`'s ``net``).
+MLP_LAYERS = frozenset({"Linear", "ReLU", "Dropout"})
+
+
+def _no_proba(rows: Any = None) -> np.ndarray:
+    raise ValueError("a regression model predicts values, not probabilities: use scores()")
+
+
+class TorchScorer:
+    """Scores any torch module (a user's own ``training.module``) as
+    :class:`~lifecycle.training.packaging.LoadedModel` does: the module under ``torch.inference_mode`` on
+    :meth:`~lifecycle.training.preprocessing.Preprocessor.transform_rows`, then
+    :func:`~lifecycle.training.trainer.head_outputs` for the task and, for regression, the TargetEncoding back to
+    target units. Slower than :class:`FastScorer` (a torch call per request), the same outputs (same shapes as
+    :meth:`FastScorer.scores`: a binary or regression module's (n, 1) output is read as (n,))."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        import torch
+
+        from lifecycle.training.trainer import head_outputs
+
+        self._torch, self._head = torch, head_outputs
+        self.module = model.module
+        self.preprocessor = model.preprocessor
+        self.threshold = model.threshold
+        self.width = model.preprocessor.width
+        self.task = model.task
+        self.target = model.target
+        self.classes = model.classes
+
+    def features(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        return self.preprocessor.transform_rows(rows)
+
+    def scores(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(self.features(rows)))
+        with torch.inference_mode():
+            out = self._head(self.module(x), self.task).numpy().astype(np.float64)
+        if self.task != "multiclass" and out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        return self.target.to_target(out) if self.task == "regression" else out
+
+    def proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """As :meth:`FastScorer.proba`."""
+        return self.scores(rows) if self.task != "regression" else _no_proba(rows)
+
+
+def scorer_for(model: LoadedModel) -> FastScorer | TorchScorer:
+    """The gateway's scorer of a loaded model: NumPy (:class:`FastScorer`) for the built-in MLP, torch
+    (:class:`TorchScorer`) for any other module."""
+    net = getattr(model.module, "net", None)
+    try:
+        fast = net is not None and len(net) > 0 and all(m.__class__.__name__ in MLP_LAYERS for m in net)
+    except TypeError:  # a .net that is not a sequence of layers
+        fast = False
+    return FastScorer(model) if fast else TorchScorer(model)

@@ -3,6 +3,10 @@
 Rank 0 runs the ordinary ``train_candidate`` (MLflow run, checkpoints, logging, the pyfunc) and tells the other
 ranks which checkpoint folder the run trains into; the other ranks prepare the same arrays on their own and
 join the same ``train`` call, which is DDP once a process group exists. Backend: NCCL on GPUs, gloo on CPU.
+
+A ``training.module`` factory is imported by every rank (each builds the network from the same seed, so all
+start from the same weights): its module must be importable in the worker processes, which inherit the
+environment (``PYTHONPATH``) and working directory of the task that starts ``torchrun``.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     from lifecycle.fileio import atomic_write
     from lifecycle.spec import get_spec
     from lifecycle.training import flow as tf
-    from lifecycle.training.trainer import train
+    from lifecycle.training.trainer import load_factory, train
 
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend=backend, timeout=dt.timedelta(minutes=30))
@@ -40,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     spec = get_spec(args.model)
     overrides = json.loads(args.overrides)
     try:
+        module = tf.effective_training(spec, args.epochs, overrides).module
+        if module is not None:  # each rank builds the network itself: a factory it cannot import fails here, named
+            load_factory(module)
         if rank == 0:
             def announce(folder: Path | None) -> None:
                 dist.broadcast_object_list([None if folder is None else str(folder)], src=0)

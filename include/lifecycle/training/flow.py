@@ -9,7 +9,8 @@ training task resumes from the last checkpoint of its run.
 
 Every step follows the spec's task (binary, multiclass, regression): the target encoding and the network's head
 (:class:`~lifecycle.training.preprocessing.TargetEncoding`), the model's files, the metrics of the evaluation
-(:func:`evaluate_model`: the candidate and the champion by the same path) and so the gate's checks.
+(:func:`evaluate_model`: the candidate and the champion by the same path) and so the gate's checks. A spec with a
+``fairness`` section also has both audited (:func:`audit_model`) and the candidate's audit judged by the gate.
 """
 from __future__ import annotations
 
@@ -300,7 +301,7 @@ def hyper(cfg: TrainingConfig) -> Any:
     from lifecycle.training.trainer import Hyper
 
     return Hyper(cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.weight_decay, list(cfg.hidden_units),
-                 cfg.dropout, cfg.patience, cfg.seed, cfg.device)
+                 cfg.dropout, cfg.patience, cfg.seed, cfg.device, cfg.module, dict(cfg.module_options))
 
 
 def train_distributed(spec: ModelSpec, end: dt.date, dag_run_id: str, processes: int, *, epochs: int | None = None,
@@ -403,19 +404,45 @@ def evaluate_model(spec: ModelSpec, model: Any, frame: pd.DataFrame, who: str = 
                     classes=model.classes)
 
 
-def _score_version(registry: Registry, spec: ModelSpec, version: str, frame: pd.DataFrame) -> Any:
+def audit_model(spec: ModelSpec, model: Any, frame: pd.DataFrame, who: str = "the model") -> dict[str, Any] | None:
+    """The fairness audit (:func:`lifecycle.training.fairness.audit`) of a loaded model on ``frame``, by the spec's
+    ``fairness`` section; None when the spec has none. A model that cannot be compared with the spec's (another
+    task, or another set of classes: see :func:`evaluate_model`) is not audited: ``{"unavailable": REASON}``."""
+    from lifecycle.training.fairness import audit
+
+    if spec.fairness is None:
+        return None
+    if model.task != spec.task:
+        return {"unavailable": f"{who} is a {model.task} model; this spec's task is {spec.task}: not audited"}
+    if spec.task == "multiclass" and {str(c) for c in model.classes or []} != {str(c) for c in spec.data.classes
+                                                                               or []}:
+        return {"unavailable": f"{who} was trained for the classes {[str(c) for c in model.classes or []]}: "
+                               "not audited"}
+    return audit(frame, spec.data.target, model.scores(frame), spec.fairness, task=model.task,
+                 threshold=model.threshold if model.task == "binary" else 0.5, classes=model.classes)
+
+
+def _score_version(registry: Registry, spec: ModelSpec, version: str,
+                   frame: pd.DataFrame) -> tuple[Any, dict[str, Any] | None]:
+    """A registered version's evaluation and fairness audit (:func:`audit_model`) on ``frame``."""
     from lifecycle.training.packaging import load_model_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model_dir(registry.download_model(spec.model_name, version, Path(tmp)))
-        return evaluate_model(spec, model, frame, f"champion v{version}")
+        who = f"champion v{version}"
+        return evaluate_model(spec, model, frame, who), audit_model(spec, model, frame, who)
 
 
 def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePaths | None = None) -> dict[str, Any]:
-    """Score the candidate and the serving champion on the same held-out rows, overall and per slice."""
+    """Score the candidate and the serving champion on the same held-out rows, overall and per slice, and audit
+    both for fairness when the spec has a ``fairness`` section: ``fairness`` is then ``{"candidate": AUDIT,
+    "champion": AUDIT or None}`` (:func:`audit_model`; the gate judges the candidate's, the champion's is for the
+    record), else None. The audits go into the run's ``evaluation.json``, their metric values into its metrics
+    (``fairness.<attribute>.<metric>``, ``champion_fairness.…``)."""
     import mlflow
 
     from lifecycle.training.evaluation import HEADLINE, Evaluation, format_metric
+    from lifecycle.training.fairness import flat_metrics, gate_findings
     from lifecycle.training.packaging import load_model_dir
 
     paths = paths or StatePaths.current()
@@ -428,34 +455,49 @@ def evaluate_candidate(spec: ModelSpec, trained: dict[str, Any], paths: StatePat
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model_dir(registry.download_uri(trained["model_uri"], Path(tmp), "the candidate"))
         candidate = evaluate_model(spec, model, holdout, "the candidate")
+        candidate_figures = audit_model(spec, model, holdout, "the candidate")
     champion_mv = registry.by_alias(spec.model_name, CHAMPION)
-    champion = None
+    champion, champion_figures = None, None
     if champion_mv is not None:
-        champion = _score_version(registry, spec, champion_mv.version, holdout)
+        champion, champion_figures = _score_version(registry, spec, champion_mv.version, holdout)
+    fairness = {"candidate": candidate_figures, "champion": champion_figures} if spec.fairness is not None else None
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics(candidate.flat("test_"))  # defined metrics only: undefined ones are in evaluation.json
         if champion is not None:
             mlflow.log_metrics(Evaluation(champion.overall).flat("champion_test_"))  # overall, defined only
+        if fairness is not None:
+            mlflow.log_metrics({**flat_metrics(candidate_figures), **flat_metrics(champion_figures, "champion_fairness.")})
         mlflow.log_dict({"candidate": candidate.to_dict(),
                          "champion": champion.to_dict() if champion else None,
                          "champion_version": champion_mv.version if champion_mv else None,
-                         "holdout_rows": len(holdout)}, "evaluation.json")
+                         "holdout_rows": len(holdout), "fairness": fairness}, "evaluation.json")
     headline = HEADLINE[spec.task]
     log.info("evaluation: candidate %s %s on %d held-out rows; champion %s", headline,
              format_metric(candidate.overall, headline, reason=True), len(holdout),
              f"v{champion_mv.version} {headline} {format_metric(champion.overall, headline, reason=True)}"
              if champion and champion_mv else "none")
+    if fairness is not None:
+        findings = gate_findings(candidate_figures)
+        breaches = [detail for _, passed, detail, _ in findings if not passed]
+        unjudged = [detail for _, _, detail, judged in findings if not judged]
+        log.info("fairness: candidate %s", "; ".join(breaches) if breaches else
+                 f"{len(findings) - len(unjudged)} figures within their thresholds"
+                 + (f", {len(unjudged)} not judged ({unjudged[0]})" if unjudged else ""))
     return {"candidate": candidate.to_dict(), "champion": champion.to_dict() if champion else None,
-            "champion_version": champion_mv.version if champion_mv else None, "holdout_rows": len(holdout)}
+            "champion_version": champion_mv.version if champion_mv else None, "holdout_rows": len(holdout),
+            "fairness": fairness}
 
 
 def gate_candidate(spec: ModelSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The pure gate decision, as a dict (see :func:`lifecycle.training.promotion.decide`)."""
+    """The pure gate decision, as a dict (see :func:`lifecycle.training.promotion.decide`), the candidate's fairness
+    audit (when the evaluation holds one) judged with it."""
     from lifecycle.training.evaluation import Evaluation
+    from lifecycle.training.fairness import candidate_audit
     from lifecycle.training.promotion import decide
 
     champion = Evaluation.from_dict(evaluation["champion"]) if evaluation.get("champion") else None
-    decision = decide(Evaluation.from_dict(evaluation["candidate"]), champion, spec.gate)
+    decision = decide(Evaluation.from_dict(evaluation["candidate"]), champion, spec.gate,
+                      fairness=candidate_audit(evaluation))
     log.info("%s", decision.reason)
     return decision.to_dict() | {"status": decision.status}
 
@@ -511,8 +553,12 @@ def register_candidate(spec: ModelSpec, trained: dict[str, Any], evaluation: dic
                   version=version, run_id=dag_run_id, key=f"{key}:trained",
                   details={"mlflow_run_id": trained["run_id"], "batches": window["days"],
                            "resumed_from_epoch": trained.get("resumed_from_epoch"), "device": trained.get("device")})
+    from lifecycle.training.fairness import candidate_audit
+
+    audit = candidate_audit(evaluation)  # its figures travel with the decision (the report's fairness table)
     ledger.record(spec.name, "gate_passed" if passed else "gate_rejected", reason_with_version, version=version,
-                  run_id=dag_run_id, key=f"{key}:gate", details={"checks": decision["checks"]})
+                  run_id=dag_run_id, key=f"{key}:gate",
+                  details={"checks": decision["checks"], **({"fairness": audit} if audit is not None else {})})
     if passed and first:
         ledger.record(spec.name, "promoted", f"v{version} is the first model to pass the gate: alias champion",
                       version=version, run_id=dag_run_id, key=f"{key}:promoted")

@@ -5,7 +5,19 @@ decision threshold, with a signature, an input example and explicit pip requirem
 the pyfunc wrapper delegates to it, so every consumer computes the same numbers.
 
 The model folder (:func:`save_model_dir`): ``weights.pt`` (state dict and architecture dict), ``preprocessor.json``
-and ``model_meta.json``. A binary model's files are as they always were (``threshold``: the decision threshold;
+and ``model_meta.json``. The architecture dict says which network the state dict belongs to: the built-in MLP
+(``width``, ``hidden``, ``dropout``; every model saved before ``training.module`` existed), or a factory's
+(``module``: ``"package.module:factory"``, ``options``: its keyword arguments, ``width``, ``task``, ``outputs``):
+loading imports the factory, builds its network and loads the state dict strictly
+(:func:`lifecycle.training.trainer.build_model`; one-line :class:`~lifecycle.training.trainer.ModuleFactoryError`
+when the factory does not import or the weights do not fit).
+
+Where a factory's module comes from when the model is loaded: :func:`load_model_dir` (the gateway, evaluation)
+imports it from the environment, as it imports torch: never code from the model's files, which are read as
+tensors and plain values only. The MLflow pyfunc (:func:`log_pyfunc`) carries it: a module of the project (a source
+file outside the interpreter's installed packages) travels in the model's ``code_paths`` (its file and the
+``__init__.py`` of each package above it: a factory whose module imports other project modules needs those
+installed where it is served), an installed distribution is pinned in the model's pip requirements. A binary model's files are as they always were (``threshold``: the decision threshold;
 no ``task``). A multiclass or regression model's metadata also records the target
 (:meth:`~lifecycle.training.preprocessing.TargetEncoding.to_meta`): ``task``, and ``classes`` (in the order of the
 network's outputs) or ``target_scaling`` (``mean`` and ``std`` of the training split's target); its ``threshold``
@@ -51,6 +63,13 @@ class LoadedModel:
     module: Any  # torch.nn.Module, kept untyped so importing this file does not import torch
     threshold: float | None
     meta: dict[str, Any]
+    #: The network's architecture dict (``weights.pt``): a factory's names ``module`` and ``options``.
+    architecture: dict[str, Any] | None = None
+
+    @property
+    def factory(self) -> str | None:
+        """``"package.module:factory"`` of a network built by ``training.module``; None for the built-in MLP."""
+        return (self.architecture or {}).get("module")
 
     @property
     def target(self) -> TargetEncoding:
@@ -142,10 +161,14 @@ def save_model_dir(folder: Path, state_dict: dict[str, Any], architecture: dict[
 
 
 def load_model_dir(folder: Path) -> LoadedModel:
-    """Load from the files written by :func:`save_model_dir` (also the ``artifacts/`` of a logged pyfunc)."""
+    """Load from the files written by :func:`save_model_dir` (also the ``artifacts/`` of a logged pyfunc).
+
+    A factory's network needs its module importable here (the module docstring); when it is not, or the weights do
+    not fit what it builds, a one-line :class:`~lifecycle.training.trainer.ModuleFactoryError` names the folder.
+    """
     import torch
 
-    from lifecycle.training.trainer import build_model
+    from lifecycle.training.trainer import ModuleFactoryError, build_model
 
     folder = Path(folder)
     for name in (WEIGHTS, PREPROCESSOR, META):
@@ -155,9 +178,65 @@ def load_model_dir(folder: Path) -> LoadedModel:
     blob = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     meta = json.loads((folder / META).read_text())
     threshold = meta.get("threshold")
-    return LoadedModel(Preprocessor.from_dict(json.loads((folder / PREPROCESSOR).read_text())),
-                       build_model(blob["state_dict"], blob["architecture"]),
-                       None if threshold is None else float(threshold), meta)
+    try:
+        module = build_model(blob["state_dict"], blob["architecture"])
+    except ModuleFactoryError as err:
+        raise ModuleFactoryError(f"model folder {folder}: {err}") from err
+    return LoadedModel(Preprocessor.from_dict(json.loads((folder / PREPROCESSOR).read_text())), module,
+                       None if threshold is None else float(threshold), meta, blob["architecture"])
+
+
+def _installed(origin: Path) -> bool:
+    """Whether a module file belongs to the interpreter's installed packages (site-packages, the standard
+    library), as opposed to a source folder on ``sys.path`` such as the project's."""
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")}
+    roots |= set(site.getsitepackages()) | {site.getusersitepackages()}
+    return any(origin.is_relative_to(Path(r).resolve()) for r in roots if r)
+
+
+def factory_code(architecture: dict[str, Any], dest: Path) -> tuple[list[str], list[str]]:
+    """What makes a factory's module importable where the pyfunc is served: ``(code_paths, pip requirements)``.
+
+    Nothing for the built-in MLP or a factory inside ``lifecycle`` (bundled whole anyway). A module of an installed
+    distribution: that distribution, pinned to its version here. Any other (a project file): a copy under ``dest``
+    of the module's file and of the ``__init__.py`` of each regular package above it (namespace packages stay
+    namespaces), whose top folder (or file) is the code path.
+    """
+    import importlib.util
+    import shutil
+    from importlib.metadata import packages_distributions, version
+
+    path = architecture.get("module")
+    if path is None:
+        return [], []
+    name = path.partition(":")[0]
+    parts = name.split(".")
+    if parts[0] == "lifecycle":
+        return [], []
+    found = importlib.util.find_spec(name)
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        return [], []  # a built-in module: nothing to carry
+    origin = Path(found.origin).resolve()
+    if _installed(origin):
+        dists = sorted(set(packages_distributions().get(parts[0], [])))
+        return [], [f"{d}=={version(d)}" for d in dists]
+    for i in range(1, len(parts)):  # the packages above the module
+        package = importlib.util.find_spec(".".join(parts[:i]))
+        folder = dest.joinpath(*parts[:i])
+        folder.mkdir(parents=True, exist_ok=True)
+        if package is not None and package.origin and Path(package.origin).is_file():
+            shutil.copyfile(package.origin, folder / "__init__.py")
+    if origin.name == "__init__.py":  # the factory's module is a package itself
+        dest.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(origin, dest.joinpath(*parts, "__init__.py"))
+        return [str(dest / parts[0])], []
+    target = dest.joinpath(*parts[:-1], parts[-1] + origin.suffix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(origin, target)
+    return [str(dest / (parts[0] if len(parts) > 1 else parts[0] + origin.suffix))], []
 
 
 def pip_requirements() -> list[str]:
@@ -168,23 +247,35 @@ def pip_requirements() -> list[str]:
 
 
 def log_pyfunc(model_dir: Path, example: pd.DataFrame, name: str = "model"):
-    """Log the model folder as an MLflow pyfunc in the active run; return mlflow's ModelInfo."""
+    """Log the model folder as an MLflow pyfunc in the active run; return mlflow's ModelInfo.
+
+    Also records the network in the run's params: ``model.network`` (a factory's ``"package.module:factory"``, or
+    ``builtin_mlp``) and ``model.parameters`` (trainable parameters). A factory's module travels with the pyfunc
+    (:func:`factory_code`).
+    """
+    import tempfile
+
     import mlflow
     from mlflow.models import infer_signature
 
+    from lifecycle.training.trainer import parameter_count
+
     model = load_model_dir(model_dir)
     output = model.predict_frame(example)
+    mlflow.log_params({"model.network": model.factory or "builtin_mlp",
+                       "model.parameters": parameter_count(model.module)})
     code = Path(__file__).resolve().parents[1]  # the whole lifecycle package, bundled with the model
-    with warnings.catch_warnings():  # cloudpickle and type-hint notices: expected for a PythonModel instance
-        warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+        warnings.simplefilter("ignore", UserWarning)  # cloudpickle and type-hint notices: expected for a PythonModel
         from lifecycle.training.pyfunc_model import TabularClassifier
 
+        factory_paths, factory_requirements = factory_code(model.architecture or {}, Path(tmp) / "factory")
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=TabularClassifier(),
             artifacts={"model_dir": str(model_dir)},
             signature=infer_signature(example, output),
             input_example=example,
-            pip_requirements=pip_requirements(),
-            code_paths=[str(code)],
+            pip_requirements=pip_requirements() + factory_requirements,
+            code_paths=[str(code), *factory_paths],
         )

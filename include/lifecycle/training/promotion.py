@@ -19,14 +19,21 @@ infinity or a missing metric of an older or hand-made evaluation counts the same
 
 Not-judged checks never fail the gate and are never silent: a passing decision's reason counts them and quotes
 the first. Every decision is plain JSON (:meth:`GateDecision.to_dict`: strings and booleans only).
+
+With the candidate's fairness audit (the spec's ``fairness`` section: :mod:`lifecycle.training.fairness`), each
+audited attribute and metric adds a check ``fairness.<attribute>.<metric>``: a breach fails it, its detail naming
+the groups and the gap; a metric undefined on the held-out rows is not judged. Fairness is judged on the candidate
+alone (the champion's figures are recorded, not compared).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lifecycle.spec import LOWER_IS_BETTER
 from lifecycle.training.evaluation import metric_value, undefined_reason
+from lifecycle.training.fairness import gate_findings
 
 if TYPE_CHECKING:
     from lifecycle.spec import GatePolicy
@@ -65,8 +72,9 @@ def _worse(metric: str, value: float, bound: float) -> bool:
 
 
 def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolicy,
-           version: str | int | None = None) -> GateDecision:
-    """Judge a candidate. ``champion`` is the serving model scored on the same rows, or None for the first one.
+           version: str | int | None = None, *, fairness: Mapping[str, Any] | None = None) -> GateDecision:
+    """Judge a candidate. ``champion`` is the serving model scored on the same rows, or None for the first one;
+    ``fairness`` the candidate's fairness audit (:func:`lifecycle.training.fairness.audit`), None for none.
 
     Undefined metrics follow the rules of the module docstring; nothing here raises on any evaluation.
     """
@@ -118,6 +126,7 @@ def decide(candidate: Evaluation, champion: Evaluation | None, policy: GatePolic
             checks.append(Check(f"slice.{name}.{metric}", ok,
                                 f"slice {name}: {metric} {value:.4f} "
                                 f"{'meets' if ok else 'misses'} floor {floor} ({rows} rows)"))
+    checks += [Check(name, passed, detail, judged) for name, passed, detail, judged in gate_findings(fairness)]
     failed = [c for c in checks if not c.passed]
     who = f"v{version}" if version is not None else "candidate"
     if failed:

@@ -10,7 +10,8 @@ no torch), and each failure is one line naming the model, the window, the target
   constant one (every row is the same class: nothing to learn and no ROC AUC to gate on);
 - multiclass: a value outside ``data.classes`` (a class the spec does not list: add it, or the batch is wrong),
   or a single class on every row;
-- regression: a value that is not a finite number, or a constant target.
+- regression: a value that is not a finite number, or a constant target;
+- a user's network (``training.module``) that does not import, build or answer in the task's shape.
 
 The multiclass and regression rules are :class:`~lifecycle.training.preprocessing.TargetEncoding`'s own (the
 ones training applies to its split), applied here to the whole window.
@@ -40,6 +41,11 @@ def check_trainable(spec: ModelSpec, cfg: TrainingConfig, window: Window) -> int
     from lifecycle.data.frames import category_label
     from lifecycle.training.preprocessing import TargetEncoding
 
+    if cfg.module:  # a user's network that does not import or build fails here, not after the data is loaded
+        from lifecycle.training.trainer import check_module
+
+        check_module(cfg.module, cfg.module_options, task=spec.task,
+                     outputs=len(spec.data.classes or []) if spec.task == "multiclass" else 1)
     target = _target(spec, window)
     where = f"{spec.name}: window {window.start}..{window.end} ({len(window.days)} validated batches)"
     if len(target) < cfg.min_rows:
