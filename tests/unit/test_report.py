@@ -330,3 +330,12 @@ def test_gate_checks_not_judged_are_counted_apart_from_passed() -> None:
     page = render_report(MODEL, [ev("gate_passed", "2026-01-05T11:01:00.000Z", "passed", "1", {"checks": checks})],
                          versions(), links={})
     assert "1/2 checks passed, 1 not judged (slice region=west: roc_auc not judged: one class" in page
+
+
+def test_a_regression_model_shows_its_own_metrics_and_charts_r2() -> None:
+    versions = [VersionInfo("1", "READY", ["previous"], {"r2": 0.41, "rmse": 55.2, "mae": 44.0}, {}),
+                VersionInfo("2", "READY", ["champion"], {"r2": -0.12, "rmse": 61.0, "mae": 49.5}, {})]
+    html = render_report(MODEL, [], versions)
+    assert "<h2>R² per version</h2>" in html and "ROC AUC" not in html
+    assert "<th>rmse</th>" in html and "<th>roc_auc</th>" not in html
+    assert "v2 (champion): r2 -0.1200" in html  # a negative R² is charted below the 0.5 baseline, not dropped

@@ -42,6 +42,19 @@ TAG_DATA_BATCHES = f"{TAG}data_batches"
 TAG_CODE_VERSION = f"{TAG}code_version"
 TAG_GATE_REASON = f"{TAG}gate_reason"
 KEY_METRICS = ("roc_auc", "log_loss", "calibration_error")
+#: The versions table's metrics per task (the first: the chart's, the task's headline metric); :func:`task_of`.
+TASK_KEY_METRICS = {"binary": KEY_METRICS, "multiclass": ("macro_f1", "accuracy", "log_loss"),
+                    "regression": ("r2", "rmse", "mae")}
+_METRIC_LABELS = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "r2": "R²"}
+
+
+def task_of(versions: list[VersionInfo]) -> str:
+    """The model's task as its versions' test metrics show it (the headline metric a version of each task logs:
+    binary roc_auc, multiclass macro_f1, regression r2); binary when none shows."""
+    for task in ("binary", "multiclass", "regression"):
+        if any(TASK_KEY_METRICS[task][0] in v.metrics for v in versions):
+            return task
+    return "binary"
 
 # One timeline lane per event family, top to bottom. Events not named here go to "monitoring" when they are
 # about drift, else to an "other" lane that is drawn only when such events exist.
@@ -335,9 +348,11 @@ def _legend() -> str:
         f'<span><i style="background:{c}"></i>{_e(label)}</span>' for c, label in items) + "</p>"
 
 
-def _auc_svg(versions: list[VersionInfo]) -> str | None:
-    """ROC AUC per version as bars joined by a line, the champion's bar in gold; None when no version has AUC."""
-    points = [(v, _number(v.metrics.get("roc_auc"))) for v in sorted(versions, key=lambda v: _version_key(v.version))]
+def _auc_svg(versions: list[VersionInfo], metric: str = "roc_auc") -> str | None:
+    """``metric`` (the task's headline: ROC AUC, macro F1, R²) per version as bars joined by a line, the
+    champion's bar in gold; None when no version has it."""
+    label = _METRIC_LABELS.get(metric, metric)
+    points = [(v, _number(v.metrics.get(metric))) for v in sorted(versions, key=lambda v: _version_key(v.version))]
     points = [(v, auc) for v, auc in points if auc is not None]
     if not points:
         return None
@@ -352,7 +367,7 @@ def _auc_svg(versions: list[VersionInfo]) -> str | None:
         return bottom - (value - lo) / (hi - lo) * (bottom - top)
 
     parts = [f'<svg id="auc-plot" class="plot" viewBox="0 0 {_SVG_W} {height}" role="img" '
-             f'aria-label="ROC AUC per model version" xmlns="http://www.w3.org/2000/svg">']
+             f'aria-label="{_e(label)} per model version" xmlns="http://www.w3.org/2000/svg">']
     step = 0.1 if hi - lo <= 0.6 else 0.2
     tick = lo
     while tick <= hi + 1e-9:
@@ -361,7 +376,7 @@ def _auc_svg(versions: list[VersionInfo]) -> str | None:
                      f'{tick:.1f}</text>')
         tick = round(tick + step, 10)
     parts.append(f'<text class="tick" x="14" y="{_n((top + bottom) / 2)}" '
-                 f'transform="rotate(-90 14 {_n((top + bottom) / 2)})" text-anchor="middle">ROC AUC</text>')
+                 f'transform="rotate(-90 14 {_n((top + bottom) / 2)})" text-anchor="middle">{_e(label)}</text>')
     parts.append(f'<line class="axis" x1="{_n(left)}" y1="{_n(bottom)}" x2="{_n(right)}" y2="{_n(bottom)}"/>')
     line: list[str] = []
     for i, (version, auc) in enumerate(points):
@@ -372,7 +387,7 @@ def _auc_svg(versions: list[VersionInfo]) -> str | None:
         css = "bar champion" if champion else "bar"
         parts.append(f'<rect class="{css}" x="{_n(cx - bar_w / 2)}" y="{_n(y(auc))}" width="{_n(bar_w)}" '
                      f'height="{_n(bottom - y(auc))}" fill="{colour}"><title>'
-                     f'{_e(f"v{version.version}{aliases}: roc_auc {auc:.4f}")}</title></rect>')
+                     f'{_e(f"v{version.version}{aliases}: {metric} {auc:.4f}")}</title></rect>')
         parts.append(f'<text class="value" x="{_n(cx)}" y="{_n(y(auc) - 6)}" text-anchor="middle">'
                      f'{auc:.3f}{" ★" if champion else ""}</text>')
         parts.append(f'<text class="tick" x="{_n(cx)}" y="{_n(bottom + 16)}" text-anchor="middle">'
@@ -886,7 +901,8 @@ def _deploys_section(events: list[Event]) -> str | None:
 def _versions_table(versions: list[VersionInfo]) -> str:
     if not versions:
         return '<p class="empty">No registered versions.</p>'
-    head = ("version", "status", "aliases", *KEY_METRICS, "data batches", "code version", "gate reason")
+    key_metrics = TASK_KEY_METRICS[task_of(versions)]
+    head = ("version", "status", "aliases", *key_metrics, "data batches", "code version", "gate reason")
     rows = []
     for v in sorted(versions, key=lambda v: _version_key(v.version), reverse=True):
         tags = v.tags or {}
@@ -902,7 +918,7 @@ def _versions_table(versions: list[VersionInfo]) -> str:
         aliases = " ".join(f'<span class="alias{" champion" if a == CHAMPION else ""}">{_e(a)}</span>'
                            for a in v.aliases)
         metrics = "".join(f'<td class="num">{_fmt_metric(v.metrics.get(m)) if m in v.metrics else ""}</td>'
-                          for m in KEY_METRICS)
+                          for m in key_metrics)
         rows.append(f"<tr><td>{_e(_version_label(v.version))}</td><td>{_e(v.status)}</td><td>{aliases}</td>"
                     f"{metrics}<td>{batch_cell}</td><td><code>{_e(tags.get(TAG_CODE_VERSION, ''))}</code></td>"
                     f'<td class="reason">{reason_cell}</td></tr>')
@@ -1068,9 +1084,10 @@ def render_report(model: str, events: list[Event], versions: list[VersionInfo], 
         out.append('<p class="empty">No events recorded yet.</p>')
     out.append("</section>")
 
-    auc = _auc_svg(versions)
+    headline = TASK_KEY_METRICS[task_of(versions)][0]
+    auc = _auc_svg(versions, headline)
     if auc:
-        out.append("<section><h2>ROC AUC per version</h2>" + auc + "</section>")
+        out.append(f"<section><h2>{_e(_METRIC_LABELS[headline])} per version</h2>" + auc + "</section>")
     drift = _drift_svg(timed, scale, timed_readings) if scale else None
     if drift:
         out.append("<section><h2>Drift share</h2>" + drift
