@@ -556,7 +556,8 @@ class CanarySLO(_Strict):
     brier_margin: Annotated[float, Field(ge=0, le=1)] = 0.005
     #: The whole deploy's false-rollback budget: the probability that a challenger no worse than the margins on
     #: any of the four checks is ever rolled back by them, over the shadow stage and every step, however often
-    #: the judge looks. Split evenly over the four sequential tests (Bonferroni: alpha / 4 each).
+    #: the judge looks. Split evenly over the sequential tests that apply (Bonferroni: alpha / 4 each; a
+    #: regression model has no accuracy test: alpha / 3).
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     #: Unused by the sequential judge (it needs no minimum sample: its thresholds hold at every look); kept so
     #: existing specs validate; only the retired per-step judge (``bench/baseline_canary.py``) reads it.

@@ -37,7 +37,7 @@ class DeployEvidenceTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         import httpx
 
-        from lifecycle.serving.evidence import PairedEvidence, decide, unreachable_verdict
+        from lifecycle.serving.evidence import PairedEvidence, decide, jsonb_safe, unreachable_verdict
         from lifecycle.spec import CanaryPlan
         from lifecycle_airflow.hooks import GatewayHook
 
@@ -61,11 +61,13 @@ class DeployEvidenceTrigger(BaseTrigger):
                     verdict = decide(pooled, plan, stage=self.stage, stage_elapsed=elapsed, stage_exposure=exposure,
                                      timed_out=elapsed > limit)
                     if verdict.action != "wait":
-                        yield TriggerEvent(verdict.to_dict() | {"elapsed": elapsed, "evidence": pooled.to_dict()})
+                        yield TriggerEvent(jsonb_safe(verdict.to_dict() | {"elapsed": elapsed,
+                                                                            "evidence": pooled.to_dict()}))
                         return
                     last = verdict.reason
-                except httpx.HTTPError as err:
-                    last = f"gateway unreachable: {err}"
+                except (httpx.HTTPError, ValueError) as err:  # ValueError: evidence the judge cannot read
+                    last = (f"gateway unreachable: {err}" if isinstance(err, httpx.HTTPError)
+                            else f"gateway evidence unreadable: {err}")
                     self.log.warning("deploy watch: %s", last)
                     if elapsed > limit:
                         yield TriggerEvent(unreachable_verdict(self.stage, last, limit).to_dict()

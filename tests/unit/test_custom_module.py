@@ -372,3 +372,13 @@ def test_ddp_builds_the_factory_in_every_process_and_matches_one_process(tmp_pat
         torch.testing.assert_close(ranks[0][key], ranks[1][key], rtol=0, atol=0)  # one model across ranks
         torch.testing.assert_close(ranks[0][key], value, rtol=1e-4, atol=1e-5)  # the global batch of one process
     assert latest_checkpoint(tmp_path / "ckpt").name == "epoch-0003.pt"
+
+
+@pytest.mark.parametrize("path", ["os:system", "subprocess:run", "builtins:eval", "torch.serialization:load",
+                                  "tests.fixtures.custom_modules:_private"])
+def test_a_factory_from_the_standard_library_or_a_private_name_is_refused_before_import(path):
+    """A model's weights.pt names the factory that loading calls: a tampered file cannot reach os.system."""
+    from lifecycle.training.trainer import ModuleFactoryError, load_factory
+
+    with pytest.raises(ModuleFactoryError, match="is refused"):
+        load_factory(path)

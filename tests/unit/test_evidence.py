@@ -405,3 +405,22 @@ def test_spec_shadow_defaults_and_existing_specs_validate() -> None:
         ShadowPlan(min_labels=500, min_labels_when_moved=100)
     with pytest.raises(ValueError):
         ShadowPlan(sample=0)
+
+
+def test_a_verdict_survives_postgres_jsonb_and_airflows_task_channel():
+    """PostgreSQL's JSONB reads a float of 2^63 or more back as an int, which Airflow's msgpack channel refuses
+    (a deploy's watch task then died resuming from its trigger, with a rollback verdict in hand). E-values are
+    capped at 1e18 and :func:`jsonb_safe` clamps any other number past 9e18."""
+    import json
+
+    from lifecycle.serving.evidence import E_CAP, JSONB_MAX, jsonb_safe
+
+    assert E_CAP < 2**63 and JSONB_MAX < 2**63
+    payload = {"statistics": {"tests": {"brier": {"e_value": 8.4e22}}}, "evidence": {"sum_px2": -3e25, "n": 5},
+               "flags": [True, 1e300], "reason": "x"}
+    safe = jsonb_safe(payload)
+    assert safe == {"statistics": {"tests": {"brier": {"e_value": JSONB_MAX}}},
+                    "evidence": {"sum_px2": -JSONB_MAX, "n": 5}, "flags": [True, JSONB_MAX], "reason": "x"}
+    # what JSONB does to a large integral float: its digits come back as an int, within msgpack's int64 now
+    back = json.loads(str(int(safe["statistics"]["tests"]["brier"]["e_value"])))
+    assert isinstance(back, int) and back < 2**63

@@ -339,3 +339,9 @@ def test_a_regression_model_shows_its_own_metrics_and_charts_r2() -> None:
     assert "<h2>R² per version</h2>" in html and "ROC AUC" not in html
     assert "<th>rmse</th>" in html and "<th>roc_auc</th>" not in html
     assert "v2 (champion): r2 -0.1200" in html  # a negative R² is charted below the 0.5 baseline, not dropped
+
+
+def test_a_hugely_negative_r2_keeps_the_chart_small() -> None:
+    """An R² of -1e4 (a regression model far worse than the mean) is drawn at the axis's floor of -1."""
+    html = render_report(MODEL, [], [VersionInfo("1", "READY", ["champion"], {"r2": -1e4}, {})])
+    assert html.count('class="grid"') <= 12 and "r2 -10000.0000" in html

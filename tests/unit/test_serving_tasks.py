@@ -530,3 +530,52 @@ def test_task_evidence_round_trips_adds_and_refuses_what_does_not_fit():
         decide(replace(multi, class_x=[1, math.nan, 2]), CanaryPlan(), stage="shadow", stage_elapsed=1,
                stage_exposure=0)
     assert "task" not in PairedEvidence("1", "2").to_dict()  # binary: as it always was
+
+
+# ------------------------------------------------------------------------------------------------ review fixes
+def test_a_users_network_is_scored_by_torch_even_with_a_net_of_linear_layers(trained):
+    """A factory's module runs its own forward: a ``.net`` of Linear layers plus a skip in ``forward`` would be
+    scored wrongly by the NumPy path, which reads ``.net`` alone."""
+    import torch
+
+    from lifecycle.training.packaging import LoadedModel
+
+    fit = trained["regression"]
+
+    class WithSkip(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(fit.model.preprocessor.width, 1))
+
+        def forward(self, x):
+            return self.net(x).squeeze(-1) + 1.0  # the skip the NumPy path would miss
+
+    model = LoadedModel(fit.model.preprocessor, WithSkip().eval(), None, fit.model.meta,
+                        {"module": "tests.fixtures.custom_modules:linear"})
+    assert model.factory is not None and isinstance(scorer_for(model), TorchScorer)
+
+
+def test_regression_values_beyond_any_model_are_invalid_and_keep_the_sums_finite():
+    """A challenger answering 1e200 (or NaN): counted invalid, left out of the sums of squares (which would
+    overflow to inf and make the evidence unreadable), so the screen stops the deploy."""
+    live = RegressionPairedLive("1", "2")
+    live.mirrored(100.0, False, False, np.array([1.0, 2.0, 3.0]), np.array([1e200, np.nan, 3.0]))
+    live.labelled(100.0, np.array([1.0, 2.0, 3.0]), np.array([1e200, 2.5, 3.0]), np.array([1.0, 2.0, 1e300]))
+    evidence = RegressionEvidence.from_dict(orjson.loads(orjson.dumps(live.summary(0.0))))
+    assert evidence.invalid == 2 and evidence.pairs == 1 and evidence.labels == 1
+    assert all(math.isfinite(v) for v in orjson.loads(orjson.dumps(evidence.to_dict())).values()
+               if isinstance(v, float))
+
+
+def test_the_feedback_rate_limit_charges_each_label_of_a_task_model(trained, served):
+    """Multiclass and regression feedback is charged per label, as binary's is (not per item)."""
+    fit = trained["regression"]
+    gw, client = served(fit, {"1": scorer_for(fit.model)})
+    u = urls(fit.spec)
+    rid = client.post(u.predict, json=fit.rows[:3]).json()["request_id"]
+    charged = []
+    gw._charge = lambda rt, who, n: charged.append(n)
+    resp = client.post(u.feedback, json={"request_id": rid, "labels": [float(y) for y in fit.truth[:3]]},
+                       headers=FEEDER)
+    assert resp.status_code == 202, resp.text
+    assert charged == [3]

@@ -357,14 +357,16 @@ def _auc_svg(versions: list[VersionInfo], metric: str = "roc_auc") -> str | None
     if not points:
         return None
     aucs = [auc for _, auc in points]
-    lo = min(0.5, math.floor((min(aucs) - 0.05) * 10) / 10)
+    # an R² can be any negative number: the axis stops at -1 and a bar below it is drawn to the axis (its value
+    # and tooltip stay exact)
+    lo = max(-1.0, min(0.5, math.floor((min(aucs) - 0.05) * 10) / 10))
     hi = max(1.0, math.ceil(max(aucs) * 10) / 10)
     left, right, top, bottom, height = 70.0, _SVG_W - 20.0, 24.0, 210.0, 250
     slot = (right - left) / len(points)
     bar_w = min(56.0, slot * 0.6)
 
     def y(value: float) -> float:
-        return bottom - (value - lo) / (hi - lo) * (bottom - top)
+        return bottom - (max(value, lo) - lo) / (hi - lo) * (bottom - top)
 
     parts = [f'<svg id="auc-plot" class="plot" viewBox="0 0 {_SVG_W} {height}" role="img" '
              f'aria-label="{_e(label)} per model version" xmlns="http://www.w3.org/2000/svg">']

@@ -851,7 +851,8 @@ class Gateway:
         head = rt.head
         clean = _load(body, lambda data: _feedback_items(data, rt.schema.max_rows, head))
         if client is not None:
-            self._charge(rt, client, sum(len(labels) for _, labels in clean))
+            # labels per item: a list (binary), or the task head's (logged, encoded) pair
+            self._charge(rt, client, sum(len(labels) if head is None else len(labels[0]) for _, labels in clean))
         now = time.time()
         matched = duplicates = 0
         if head is not None:

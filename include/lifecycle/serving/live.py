@@ -670,10 +670,21 @@ def normalised_sq_diff(e_c: np.ndarray, e_x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(d), np.sign(np.abs(e_x) - np.abs(e_c)), d)
 
 
+#: A regression value beyond this magnitude counts as invalid (as NaN does): no model's prediction is that large,
+#: and the evidence's sums of squares over many rows must stay finite (1e100 squared is 1e200, far from overflow).
+MAX_REGRESSION_VALUE = 1e100
+
+
+def _sane(values: np.ndarray) -> np.ndarray:
+    """Finite values of at most :data:`MAX_REGRESSION_VALUE` in magnitude (NaN compares false: not sane)."""
+    return np.abs(values) <= MAX_REGRESSION_VALUE
+
+
 class RegressionPairedLive(PairedLive):
     """A regression shadow pair's evidence. Per paired row (``p_c``, ``p_x``: the values in target units): the
     score sums of :data:`EVIDENCE_FIELDS` are over the values (``sum_pc`` = sum of the champion's values, ...);
-    ``pos_c`` / ``pos_x`` stay 0; ``invalid``: challenger values that are NaN or infinite. Per labelled row (the
+    ``pos_c`` / ``pos_x`` stay 0; ``invalid``: challenger values that are NaN, infinite or beyond
+    :data:`MAX_REGRESSION_VALUE` (left out of the sums, so they stay finite). Per labelled row (the
     label a number): no correctness (``sum_dacc`` stays 0), and ``dbrier`` is the normalised squared-error
     difference ``(e_x^2 - e_c^2) / (e_x^2 + e_c^2)`` (0 when both are 0) in [-1, 1]."""
 
@@ -688,8 +699,8 @@ class RegressionPairedLive(PairedLive):
         v[_SUM_DERR2] += d * d
         if champion_failed or challenger_failed or p_c is None or p_x is None:
             return
-        ok_x = np.isfinite(p_x)
-        ok = ok_x & np.isfinite(p_c)
+        ok_x = _sane(p_x)
+        ok = ok_x & _sane(p_c)
         v[_INVALID] += len(p_x) - int(np.count_nonzero(ok_x))
         if not ok.all():
             p_c, p_x = p_c[ok], p_x[ok]
@@ -701,8 +712,9 @@ class RegressionPairedLive(PairedLive):
         v[_SUM_PCPX] += float(np.dot(p_c, p_x))
 
     def labelled(self, ts: float, p_c: np.ndarray, p_x: np.ndarray, y: np.ndarray) -> None:
-        """The first labels ``y`` (numbers) of rows both versions scored; non-finite values left out."""
-        ok = np.isfinite(p_c) & np.isfinite(p_x)
+        """The first labels ``y`` (numbers) of rows both versions scored; values or labels that are not finite or
+        beyond :data:`MAX_REGRESSION_VALUE` left out."""
+        ok = _sane(p_c) & _sane(p_x) & _sane(y)
         if not ok.all():
             p_c, p_x, y = p_c[ok], p_x[ok], y[ok]
         if not len(y):

@@ -316,7 +316,10 @@ class TorchScorer:
 
 def scorer_for(model: LoadedModel) -> FastScorer | TorchScorer:
     """The gateway's scorer of a loaded model: NumPy (:class:`FastScorer`) for the built-in MLP, torch
-    (:class:`TorchScorer`) for any other module."""
+    (:class:`TorchScorer`) for any other module: a user's network (``training.module``) always runs its own
+    ``forward``, even when it holds a ``.net`` of linear layers (its forward may add a skip, a head, a scale)."""
+    if getattr(model, "factory", None) is not None:
+        return TorchScorer(model)
     net = getattr(model.module, "net", None)
     try:
         fast = net is not None and len(net) > 0 and all(m.__class__.__name__ in MLP_LAYERS for m in net)

@@ -84,8 +84,14 @@ def group_labels(frame: pd.DataFrame, attribute: Slice) -> np.ndarray:
     values = col.to_numpy(dtype=np.float64, na_value=np.nan)
     out = np.full(len(values), None, dtype=object)
     for lo, hi in zip(attribute.bins[:-1], attribute.bins[1:], strict=True):
-        out[(values >= lo) & (values < hi)] = f"[{lo:g},{hi:g})"
+        out[(values >= lo) & (values < hi)] = f"[{_edge(lo)},{_edge(hi)})"
     return out
+
+
+def _edge(x: float) -> str:
+    """A bin edge as the group's name shows it: whole numbers as digits, others their shortest repr (never
+    rounded: two close edges must not give two groups one name)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
 def _by_group(metrics: dict[str, Callable[..., Any]], y: np.ndarray, pred: np.ndarray,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,13 @@ def load_factory(path: str) -> Callable[..., nn.Module]:
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
         raise ModuleFactoryError(f"{where}: expected 'package.module:factory'")
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top in ("torch", "builtins") or any(p.startswith("_") for p in
+                                                                            attr.split(".")):
+        # A model's weights.pt names its factory, and loading calls it: a tampered file must not be able to call
+        # os.system or subprocess.run. A network comes from a package of its own, never the standard library.
+        raise ModuleFactoryError(f"{where}: a factory from the standard library, torch itself or a private name "
+                                 "is refused: name a function of your own package")
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as err:  # an import runs arbitrary code: any failure is the factory's, reported as one line
