@@ -229,3 +229,12 @@ def test_finalize_never_repoints_a_retired_version_to_another_archive(spec, reti
     assert snapshot(spec, retired["paths"]) == before
     finalize(spec, "2", retired["result"], "test: retired", "retire_v2", retired["paths"])  # same archive: fine
     assert snapshot(spec, retired["paths"]) == before and len(ledger_rows(retired["paths"])) == 2
+
+
+def test_the_retention_sweep_of_a_model_never_registered_finds_nothing(spec, state):
+    """A new spec's weekly retire sweep runs before its first training: nothing due, no error (it failed three
+    times and paged ops before)."""
+    from lifecycle.retirement.retire import retention_candidates
+
+    fresh = spec.model_copy(update={"name": "never_trained", "registered_model": None})
+    assert retention_candidates(fresh, state) == []

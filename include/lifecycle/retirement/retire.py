@@ -20,7 +20,7 @@ from lifecycle.errors import ConflictError, NotFoundError
 from lifecycle.fileio import crash_point
 from lifecycle.ledger import Ledger
 from lifecycle.paths import StatePaths
-from lifecycle.registry.store import CHALLENGER, CHAMPION, TAG, Registry
+from lifecycle.registry.store import CHALLENGER, CHAMPION, TAG, Registry, RegistryNotFoundError
 from lifecycle.retirement.archive import MANIFEST, ArchiveResult, ChecksumMismatchError, Store, verify_archive
 
 if TYPE_CHECKING:
@@ -196,7 +196,8 @@ def finalize(spec: ModelSpec, version: str | int, result: ArchiveResult, reason:
 def retention_candidates(spec: ModelSpec, paths: StatePaths | None = None,
                          now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Versions the retention policy retires: no ``champion``/``challenger``/``previous`` alias, not retired,
-    and no traffic for ``retirement.retain_days`` (since their weight last went to 0, or since registration)."""
+    and no traffic for ``retirement.retain_days`` (since their weight last went to 0, or since registration).
+    A model not registered yet (a new spec, before its first training) has none: an empty list, not an error."""
     from lifecycle.serving.traffic import TrafficStore
 
     paths = paths or StatePaths.current()
@@ -206,7 +207,10 @@ def retention_candidates(spec: ModelSpec, paths: StatePaths | None = None,
         return []
     registry = Registry(paths)
     name = spec.model_name
-    held = {str(v) for v in registry.aliases(name).values()}
+    try:
+        held = {str(v) for v in registry.aliases(name).values()}
+    except RegistryNotFoundError:  # a new model that has not registered a version yet: nothing to retire
+        return []
     history = TrafficStore(paths.ledger_db).history(spec.name)
     current = TrafficStore(paths.ledger_db).weights(spec.name)
     out = []
