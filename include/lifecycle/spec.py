@@ -742,6 +742,21 @@ class AlertConfig(_Strict):
     email_to: list[str] = Field(default_factory=list)
 
 
+def _with_defaults(raw: dict[str, Any], section: str, model: type[BaseModel],
+                   defaults: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """``raw`` with each field of ``defaults`` its ``section`` leaves out filled in (a copy; ``raw`` untouched):
+    the section as a mapping or as an instance of ``model`` (its fields set explicitly are kept). Anything else
+    is left for ``section``'s own validation to report."""
+    value = raw.get(section, {})
+    if isinstance(value, dict):
+        missing = {k: dict(v) for k, v in defaults.items() if k not in value}
+        return {**raw, section: {**value, **missing}} if missing else raw
+    if isinstance(value, model):
+        missing = {k: dict(v) for k, v in defaults.items() if k not in value.model_fields_set}
+        return {**raw, section: value.model_copy(update=missing)} if missing else raw
+    return raw
+
+
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str
@@ -774,35 +789,17 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _task_gate_defaults(cls, raw: Any) -> Any:
+    def _task_defaults(cls, raw: Any) -> Any:
         """A multiclass or regression spec gets its task's ``gate.thresholds`` / ``gate.max_regression``
-        (:data:`TASK_GATE_DEFAULTS`) for each it leaves out; a binary one keeps :class:`GatePolicy`'s (the same)."""
+        (:data:`TASK_GATE_DEFAULTS`) and ``monitoring.max_performance_drop``
+        (:data:`TASK_PERFORMANCE_DROP_DEFAULTS`) for each it leaves out; a binary one keeps :class:`GatePolicy`'s
+        and :class:`MonitoringPolicy`'s (the same)."""
         if not isinstance(raw, dict) or raw.get("task") not in ("multiclass", "regression"):
             return raw
-        defaults = TASK_GATE_DEFAULTS[raw["task"]]
-        gate = raw.get("gate", {})
-        if isinstance(gate, dict):
-            missing = {k: dict(v) for k, v in defaults.items() if k not in gate}
-            return {**raw, "gate": {**gate, **missing}} if missing else raw
-        if isinstance(gate, GatePolicy):
-            missing = {k: dict(v) for k, v in defaults.items() if k not in gate.model_fields_set}
-            return {**raw, "gate": gate.model_copy(update=missing)} if missing else raw
-        return raw  # anything else: reported at gate
-
-    @model_validator(mode="before")
-    @classmethod
-    def _task_monitoring_defaults(cls, raw: Any) -> Any:
-        """A multiclass or regression spec that leaves out ``monitoring.max_performance_drop`` gets its task's
-        (:data:`TASK_PERFORMANCE_DROP_DEFAULTS`); a binary one keeps :class:`MonitoringPolicy`'s (the same)."""
-        if not isinstance(raw, dict) or raw.get("task") not in ("multiclass", "regression"):
-            return raw
-        default = dict(TASK_PERFORMANCE_DROP_DEFAULTS[raw["task"]])
-        monitoring = raw.get("monitoring", {})
-        if isinstance(monitoring, dict) and "max_performance_drop" not in monitoring:
-            return {**raw, "monitoring": {**monitoring, "max_performance_drop": default}}
-        if isinstance(monitoring, MonitoringPolicy) and "max_performance_drop" not in monitoring.model_fields_set:
-            return {**raw, "monitoring": monitoring.model_copy(update={"max_performance_drop": default})}
-        return raw  # given, or anything else: reported at monitoring
+        task = raw["task"]
+        raw = _with_defaults(raw, "gate", GatePolicy, TASK_GATE_DEFAULTS[task])
+        return _with_defaults(raw, "monitoring", MonitoringPolicy,
+                              {"max_performance_drop": TASK_PERFORMANCE_DROP_DEFAULTS[task]})
 
     @field_validator("data")
     @classmethod

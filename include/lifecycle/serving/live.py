@@ -14,6 +14,7 @@ import itertools
 import math
 from array import array
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -475,6 +476,26 @@ class PairedLive:
         v[_POS_C] += int(np.count_nonzero(p_c >= 0.5))
         v[_POS_X] += int(np.count_nonzero(p_x >= 0.5))
 
+    def _valid_pairs(self, ts: float, champion_failed: bool, challenger_failed: bool, p_c: np.ndarray | None,
+                     p_x: np.ndarray | None, valid: Callable[[np.ndarray], np.ndarray]
+                     ) -> tuple[array, np.ndarray, np.ndarray] | None:
+        """A task pair's :meth:`mirrored` up to its own sums: the request and its error difference counted, the
+        challenger's rows ``valid`` rejects counted as invalid; -> (bucket, the rows both scored validly) or None
+        when a version failed. The binary :meth:`mirrored` does the same inline (its hot path)."""
+        v = self._at(ts)
+        d = int(challenger_failed) - int(champion_failed)
+        v[_REQUESTS] += 1
+        v[_SUM_DERR] += d
+        v[_SUM_DERR2] += d * d
+        if champion_failed or challenger_failed or p_c is None or p_x is None:
+            return None
+        ok_x = valid(p_x)
+        ok = ok_x & valid(p_c)
+        v[_INVALID] += len(p_x) - int(np.count_nonzero(ok_x))
+        if not ok.all():
+            p_c, p_x = p_c[ok], p_x[ok]
+        return v, p_c, p_x
+
     def labelled(self, ts: float, p_c: np.ndarray, p_x: np.ndarray, y: np.ndarray) -> None:
         """The first labels ``y`` (0/1) of rows both versions scored (``p_c``, ``p_x``); invalid rows left out."""
         if len(y) == 1 == len(p_c) == len(p_x):  # one row: the same sums in plain floats
@@ -569,6 +590,17 @@ def _valid_rows(p: np.ndarray) -> np.ndarray:
         return inside & (np.abs(p.sum(axis=1) - 1.0) <= SUM_TOLERANCE)
 
 
+def _add_scores(v: array, s_c: np.ndarray, s_x: np.ndarray) -> None:
+    """Add the score sums of :data:`EVIDENCE_FIELDS` (pairs, sums, squares, cross product) of paired scores
+    ``s_c`` / ``s_x`` (one number per row) to bucket ``v``."""
+    v[_PAIRS] += len(s_c)
+    v[_SUM_PC] += float(s_c.sum())
+    v[_SUM_PX] += float(s_x.sum())
+    v[_SUM_PC2] += float(np.dot(s_c, s_c))
+    v[_SUM_PX2] += float(np.dot(s_x, s_x))
+    v[_SUM_PCPX] += float(np.dot(s_c, s_x))
+
+
 class MulticlassPairedLive(PairedLive):
     """A multiclass shadow pair's evidence (``classes``: the class texts, in the order of the outputs).
 
@@ -600,30 +632,16 @@ class MulticlassPairedLive(PairedLive):
 
     def mirrored(self, ts: float, champion_failed: bool, challenger_failed: bool,
                  p_c: np.ndarray | None = None, p_x: np.ndarray | None = None) -> None:
-        v = self._at(ts)
-        d = int(challenger_failed) - int(champion_failed)
-        v[_REQUESTS] += 1
-        v[_SUM_DERR] += d
-        v[_SUM_DERR2] += d * d
-        if champion_failed or challenger_failed or p_c is None or p_x is None:
+        scored = self._valid_pairs(ts, champion_failed, challenger_failed, p_c, p_x, _valid_rows)
+        if scored is None:
             return
-        ok_x = _valid_rows(p_x)
-        ok = ok_x & _valid_rows(p_c)
-        v[_INVALID] += len(p_x) - int(np.count_nonzero(ok_x))
-        if not ok.all():
-            p_c, p_x = p_c[ok], p_x[ok]
+        v, p_c, p_x = scored
         n, k = len(p_c), self._k
         if not n:
             return
         top = p_c.argmax(axis=1)
         rows = np.arange(n)
-        s_c, s_x = p_c[rows, top], p_x[rows, top]
-        v[_PAIRS] += n
-        v[_SUM_PC] += float(s_c.sum())
-        v[_SUM_PX] += float(s_x.sum())
-        v[_SUM_PC2] += float(np.dot(s_c, s_c))
-        v[_SUM_PX2] += float(np.dot(s_x, s_x))
-        v[_SUM_PCPX] += float(np.dot(s_c, s_x))
+        _add_scores(v, p_c[rows, top], p_x[rows, top])
         at = len(EVIDENCE_FIELDS)
         extra = np.concatenate([np.bincount(top, minlength=k), np.bincount(p_x.argmax(axis=1), minlength=k),
                                 p_c.sum(axis=0), p_x.sum(axis=0),
@@ -692,24 +710,9 @@ class RegressionPairedLive(PairedLive):
 
     def mirrored(self, ts: float, champion_failed: bool, challenger_failed: bool,
                  p_c: np.ndarray | None = None, p_x: np.ndarray | None = None) -> None:
-        v = self._at(ts)
-        d = int(challenger_failed) - int(champion_failed)
-        v[_REQUESTS] += 1
-        v[_SUM_DERR] += d
-        v[_SUM_DERR2] += d * d
-        if champion_failed or challenger_failed or p_c is None or p_x is None:
-            return
-        ok_x = _sane(p_x)
-        ok = ok_x & _sane(p_c)
-        v[_INVALID] += len(p_x) - int(np.count_nonzero(ok_x))
-        if not ok.all():
-            p_c, p_x = p_c[ok], p_x[ok]
-        v[_PAIRS] += len(p_c)
-        v[_SUM_PC] += float(p_c.sum())
-        v[_SUM_PX] += float(p_x.sum())
-        v[_SUM_PC2] += float(np.dot(p_c, p_c))
-        v[_SUM_PX2] += float(np.dot(p_x, p_x))
-        v[_SUM_PCPX] += float(np.dot(p_c, p_x))
+        scored = self._valid_pairs(ts, champion_failed, challenger_failed, p_c, p_x, _sane)
+        if scored is not None:
+            _add_scores(*scored)
 
     def labelled(self, ts: float, p_c: np.ndarray, p_x: np.ndarray, y: np.ndarray) -> None:
         """The first labels ``y`` (numbers) of rows both versions scored; values or labels that are not finite or

@@ -227,13 +227,7 @@ class FastScorer:
     def proba(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """Binary: the probability of class 1 per row. (A multiclass model's instance binds its rows x classes
         probabilities here instead, a regression model's a ValueError: see ``__init__``.)"""
-        h = self.features(rows).astype(np.float64)
-        last = len(self.layers) - 1
-        for i, (w, b) in enumerate(self.layers):
-            h = h @ w
-            h += b
-            if i < last:
-                np.maximum(h, 0, out=h)
+        h = self._forward(rows)
         # 1 / (1 + exp(-z)) in place. exp(700) is finite: a hugely negative logit gives ~0, as torch's sigmoid
         # does, with no overflow warning.
         z = h[:, 0]
